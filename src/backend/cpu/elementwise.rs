@@ -1,0 +1,114 @@
+//! Broadcasting elementwise arithmetic on the CPU.
+
+use rayon::prelude::*;
+
+use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
+use crate::backend::{BinaryOp, ElementwiseKernels};
+use crate::tensor::Tensor;
+
+/// Row-major strides of `shape` as seen from `out_shape` (right-aligned), with stride 0 on
+/// the axes where `shape` is broadcast.
+pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let offset = out_shape.len() - shape.len();
+    let mut strides = vec![0; out_shape.len()];
+    let mut stride = 1;
+    for axis in (0..shape.len()).rev() {
+        if shape[axis] != 1 {
+            strides[axis + offset] = stride;
+        }
+        stride *= shape[axis];
+    }
+    strides
+}
+
+/// The offset in a broadcast operand of output row `row` (all axes but the last).
+fn row_offset(mut row: usize, out_shape: &[usize], strides: &[usize]) -> usize {
+    let mut offset = 0;
+    for axis in (0..out_shape.len().saturating_sub(1)).rev() {
+        offset += (row % out_shape[axis]) * strides[axis];
+        row /= out_shape[axis];
+    }
+    offset
+}
+
+impl ElementwiseKernels for CpuBackend {
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
+        let (x, y) = (a.cpu(), b.cpu());
+        let n: usize = out_shape.iter().product();
+        let mut out = vec![0.0f32; n];
+        if a.shape() == out_shape && b.shape() == out_shape {
+            let kernel = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = op.apply(x, y);
+                }
+            };
+            if n >= PARALLEL_MIN_ELEMENTS {
+                out.par_chunks_mut(4096)
+                    .zip(x.par_chunks(4096).zip(y.par_chunks(4096)))
+                    .for_each(kernel);
+            } else {
+                kernel((&mut out, (x, y)));
+            }
+            return tensor(out_shape, out);
+        }
+        // General case: walk output rows; within a row each operand either advances by one
+        // or stays put (broadcast along the last axis).
+        let width = out_shape.last().copied().unwrap_or(1).max(1);
+        let sa = broadcast_strides(a.shape(), out_shape);
+        let sb = broadcast_strides(b.shape(), out_shape);
+        let (step_a, step_b) = (
+            sa.last().copied().unwrap_or(0),
+            sb.last().copied().unwrap_or(0),
+        );
+        let kernel = |(row, o): (usize, &mut [f32])| {
+            let (oa, ob) = (
+                row_offset(row, out_shape, &sa),
+                row_offset(row, out_shape, &sb),
+            );
+            for (j, o) in o.iter_mut().enumerate() {
+                *o = op.apply(x[oa + j * step_a], y[ob + j * step_b]);
+            }
+        };
+        if n >= PARALLEL_MIN_ELEMENTS {
+            out.par_chunks_mut(width).enumerate().for_each(kernel);
+        } else {
+            out.chunks_mut(width).enumerate().for_each(kernel);
+        }
+        tensor(out_shape, out)
+    }
+
+    fn add_assign(&self, mut sum: Tensor, x: &Tensor) -> Tensor {
+        for (s, &v) in sum.cpu_mut().iter_mut().zip(x.cpu()) {
+            *s += v;
+        }
+        sum
+    }
+
+    fn sum_to_shape(&self, x: &Tensor, shape: &[usize]) -> Tensor {
+        if x.shape() == shape {
+            return x.clone();
+        }
+        let n: usize = shape.iter().product();
+        let out_shape = x.shape();
+        let strides = broadcast_strides(shape, out_shape);
+        let width = out_shape.last().copied().unwrap_or(1).max(1);
+        let step = strides.last().copied().unwrap_or(0);
+        let values = x.cpu();
+        let mut out = vec![0.0f32; n];
+        for (row, chunk) in values.chunks(width).enumerate() {
+            let offset = row_offset(row, out_shape, &strides);
+            if step == 0 {
+                out[offset] += chunk.iter().sum::<f32>();
+            } else {
+                for (o, &v) in out[offset..offset + width].iter_mut().zip(chunk) {
+                    *o += v;
+                }
+            }
+        }
+        tensor(shape, out)
+    }
+
+    fn scale(&self, x: &Tensor, alpha: f32) -> Tensor {
+        tensor(x.shape(), x.cpu().iter().map(|&v| alpha * v).collect())
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("seqrec {}", env!("CARGO_PKG_VERSION"));
+}

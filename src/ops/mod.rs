@@ -1,0 +1,8 @@
+//! Differentiable ops, as methods of `Tape`. Each file holds one family; inside it each op's
+//! forward and its `Backward` sit side by side. Forward validates shapes and returns `Err`
+//! on a mismatch; the kernels it calls (through the `Backend`) assume valid shapes.
+
+mod arithmetic;
+mod matmul;
+
+pub use arithmetic::broadcast_shape;

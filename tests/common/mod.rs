@@ -1,0 +1,160 @@
+//! Shared test helpers: random data and the finite-difference gradient check.
+//!
+//! `check_op` checks one op three ways: the engine's f32 forward against a plain f64
+//! reference; the engine's backward against central finite differences of that reference
+//! (in f64, so the differences are exact to ~1e-9); and, through a loss sum(w * y) with random
+//! w, so that constant outputs (sum of a softmax) cannot hide a wrong gradient.
+#![allow(dead_code)]
+
+use seqrec::rng::Rng;
+use seqrec::{Result, Tape, Tensor, Var};
+
+/// Values drawn uniformly from [-1, 1).
+pub fn random_values(n: usize, rng: &mut Rng) -> Vec<f64> {
+    (0..n).map(|_| 2.0 * rng.uniform() as f64 - 1.0).collect()
+}
+
+/// A reference forward: f64 inputs (flat, row-major) → f64 output (flat).
+pub type Reference<'a> = dyn Fn(&[Vec<f64>]) -> Vec<f64> + 'a;
+
+pub struct Check {
+    /// Tolerance on |engine - reference| / (1 + |reference|) for the forward values.
+    pub forward_tol: f64,
+    /// Tolerance on |analytic - numeric| / (1 + |numeric|) for gradients.
+    pub grad_tol: f64,
+    /// Step of the central difference.
+    pub h: f64,
+    pub seed: u64,
+}
+
+impl Default for Check {
+    fn default() -> Self {
+        Check {
+            forward_tol: 1e-4,
+            grad_tol: 2e-3,
+            h: 1e-5,
+            seed: 1,
+        }
+    }
+}
+
+/// Checks an op's forward values and gradients. `inputs` are (shape, values); `differentiable`
+/// says which inputs get a gradient check (e.g. not a mask). `engine` records the op on the
+/// tape from the input vars; `reference` computes the same output in f64.
+pub fn check_op(
+    name: &str,
+    inputs: &[(Vec<usize>, Vec<f64>)],
+    differentiable: &[bool],
+    engine: impl Fn(&mut Tape, &[Var]) -> Result<Var>,
+    reference: &Reference<'_>,
+    check: &Check,
+) {
+    let mut tape = Tape::new();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .zip(differentiable)
+        .map(|((shape, values), &diff)| {
+            let t = Tensor::from_vec(shape, values.iter().map(|&v| v as f32).collect()).unwrap();
+            if diff { tape.leaf(t) } else { tape.constant(t) }
+        })
+        .collect();
+    let y = engine(&mut tape, &vars).unwrap_or_else(|e| panic!("{name}: forward failed: {e}"));
+    let engine_y = tape.value(y).to_vec();
+
+    // The reference sees the f32-rounded inputs, the same values the engine saw.
+    let rounded: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|(_, v)| v.iter().map(|&x| x as f32 as f64).collect())
+        .collect();
+    let ref_y = reference(&rounded);
+    assert_eq!(engine_y.len(), ref_y.len(), "{name}: output sizes differ");
+    for (i, (&e, &r)) in engine_y.iter().zip(&ref_y).enumerate() {
+        let err = (e as f64 - r).abs() / (1.0 + r.abs());
+        assert!(
+            err <= check.forward_tol,
+            "{name}: forward[{i}] engine {e} vs reference {r}"
+        );
+    }
+
+    let mut rng = Rng::new(check.seed ^ 0xabcdef);
+    let w = random_values(ref_y.len(), &mut rng);
+    let seed = Tensor::from_vec(tape.shape(y), w.iter().map(|&v| v as f32).collect()).unwrap();
+    let grads = tape
+        .backward_with(y, seed)
+        .unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
+    let loss = |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&w).map(|(y, w)| y * w).sum() };
+
+    for (k, (var, &diff)) in vars.iter().zip(differentiable).enumerate() {
+        if !diff {
+            continue;
+        }
+        let analytic = grads
+            .get(*var)
+            .map(|g| g.to_vec())
+            .unwrap_or_else(|| vec![0.0; rounded[k].len()]);
+        let mut xs = rounded.clone();
+        for i in 0..xs[k].len() {
+            let x0 = xs[k][i];
+            xs[k][i] = x0 + check.h;
+            let up = loss(&xs);
+            xs[k][i] = x0 - check.h;
+            let down = loss(&xs);
+            xs[k][i] = x0;
+            let numeric = (up - down) / (2.0 * check.h);
+            let err = (analytic[i] as f64 - numeric).abs() / (1.0 + numeric.abs());
+            assert!(
+                err <= check.grad_tol,
+                "{name}: d/d input{k}[{i}]: analytic {} vs numeric {numeric} (err {err:.2e})",
+                analytic[i]
+            );
+        }
+    }
+}
+
+/// Asserts two f32 slices agree to a relative tolerance.
+pub fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+/// Reference matmul in f64: [batch, m, k] · [batch or 1, k, n] (row-major, no transposes).
+pub fn ref_matmul(
+    a: &[f64],
+    b: &[f64],
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    b_shared: bool,
+) -> Vec<f64> {
+    let mut c = vec![0.0; batch * m * n];
+    for t in 0..batch {
+        let bo = if b_shared { 0 } else { t * k * n };
+        for i in 0..m {
+            for j in 0..n {
+                c[t * m * n + i * n + j] = (0..k)
+                    .map(|p| a[t * m * k + i * k + p] * b[bo + p * n + j])
+                    .sum();
+            }
+        }
+    }
+    c
+}
+
+/// Transposes the last two axes of a [batch, rows, cols] array.
+pub fn ref_transpose(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f64> {
+    let mut y = vec![0.0; x.len()];
+    for t in 0..batch {
+        for i in 0..rows {
+            for j in 0..cols {
+                y[t * rows * cols + j * rows + i] = x[t * rows * cols + i * cols + j];
+            }
+        }
+    }
+    y
+}
