@@ -142,4 +142,8 @@ pub struct Dataset {
     pub item_features: FeatureTable,
     /// True when "users" are anonymous sessions (YOOCHOOSE, DIGINETICA).
     pub sessions: bool,
+    /// When the publisher ships its own train/test split (YOOCHOOSE's `_test.txt`, ml-1m's
+    /// `implicit-resn/test.txt`): the loader appends the test file after the training file
+    /// and this is the index in `interactions` where the test part starts.
+    pub published_test_start: Option<usize>,
 }
