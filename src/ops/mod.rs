@@ -3,6 +3,7 @@
 //! on a mismatch; the kernels it calls (through the `Backend`) assume valid shapes.
 
 mod arithmetic;
+mod attention;
 mod matmul;
 
 pub use arithmetic::broadcast_shape;

@@ -1,6 +1,7 @@
 //! The CPU backend: rayon over independent rows, batches or heads (never nested), inner
 //! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
 
+mod attention;
 mod elementwise;
 mod linalg;
 
