@@ -43,17 +43,65 @@ pub fn fast_exp(x: f32) -> f32 {
     let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
     // ln 2 split in a part exact in f32 and a correction, so r keeps its low bits.
     let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let poly =
-        (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-            + 1.666_666_5e-1)
-            * r
-            + 5.000_000_1e-1)
-            * r
-            * r
-            + r
-            + 1.0;
+    let poly = 1.987_569_1e-4f32
+        .mul_add(r, 1.398_199_9e-3)
+        .mul_add(r, 8.333_452e-3)
+        .mul_add(r, 4.166_579_6e-2)
+        .mul_add(r, 1.666_666_5e-1)
+        .mul_add(r, 5.000_000_1e-1);
+    let poly = poly.mul_add(r * r, r) + 1.0;
     let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
     if x < EXP_MIN { 0.0 } else { poly * two_n }
+}
+
+/// Accumulator lanes of the reductions below: float sums only vectorize when written with
+/// independent partial sums (the compiler may not reorder `a + b + c`).
+const LANES: usize = 8;
+
+/// The largest value of `x` (−∞ when empty).
+fn max_of(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    tail.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// Σ a·b.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((s, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    tail + lanes.iter().sum::<f32>()
+}
+
+/// Σ x.
+fn sum_of(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    tail + lanes.iter().sum::<f32>()
 }
 
 /// Per-thread scratch buffers, reused across the batch items a thread handles.
@@ -212,18 +260,15 @@ fn forward_item(
                         keys
                     };
                     mask_row(row, bias, scale, visible);
-                    let block_max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let block_max = max_of(row);
                     if block_max == f32::NEG_INFINITY {
                         row.fill(0.0); // no visible key in this block for this row
                         continue;
                     }
                     let old_max = scratch.row_max[r];
                     let new_max = old_max.max(block_max);
-                    let mut sum = 0.0;
-                    for s in row.iter_mut() {
-                        *s = fast_exp(*s - new_max);
-                        sum += *s;
-                    }
+                    row.iter_mut().for_each(|s| *s = fast_exp(*s - new_max));
+                    let sum = sum_of(row);
                     let correction = fast_exp(old_max - new_max);
                     scratch.row_sum[r] = scratch.row_sum[r] * correction + sum;
                     scratch.row_max[r] = new_max;
@@ -302,11 +347,7 @@ fn backward_item(
         // D_i = rowsum(dO ∘ O) over this head's columns.
         for (i, d) in row_dot.iter_mut().enumerate() {
             let span = i * width + col..i * width + col + dh;
-            *d = d_out[span.clone()]
-                .iter()
-                .zip(&out[span])
-                .map(|(a, b)| a * b)
-                .sum();
+            *d = dot(&d_out[span.clone()], &out[span]);
         }
         for q0 in (0..len).step_by(BLOCK) {
             let rows = BLOCK.min(len - q0);
