@@ -56,8 +56,8 @@ fn reference(
                     })
                     .collect();
                 let total: f64 = weights.iter().sum();
-                for j in 0..len {
-                    let mut p = weights[j] / total;
+                for (j, &weight) in weights.iter().enumerate() {
+                    let mut p = weight / total;
                     if let Some(d) = dropout {
                         let index = (((b * heads + h) * len + i) * len + j) as u32;
                         let keep_scale = 1.0 / (1.0 - d.p);

@@ -78,7 +78,7 @@ impl Tape {
                 ),
             ));
         }
-        if heads == 0 || shape[2] % heads != 0 {
+        if heads == 0 || !shape[2].is_multiple_of(heads) {
             return Err(Error::shape(
                 "attention",
                 format!("width {} is not divisible into {heads} heads", shape[2]),

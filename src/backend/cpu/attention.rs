@@ -17,8 +17,9 @@
 //! (Dᵢ = Σⱼ Pᵢⱼ dPᵢⱼ even with dropout, because O already holds P ∘ Z.)
 //!
 //! Parallelism: one rayon task per batch item (it owns that item's rows of every output), all
-//! heads inside it. Block products go through `sgemm`; the softmax loops work on contiguous
-//! rows of a block and use a polynomial `exp` the compiler vectorizes.
+//! heads inside it. Block products go through `sgemm`: a hand-written 4×16 register-tiled
+//! product without packing measured 15-20% slower at d_h = 32/64, L = 50/200. The softmax
+//! loops work on contiguous rows of a block and use a polynomial `exp` that vectorizes.
 
 use rayon::prelude::*;
 
@@ -48,7 +49,7 @@ pub fn fast_exp(x: f32) -> f32 {
         .mul_add(r, 8.333_452e-3)
         .mul_add(r, 4.166_579_6e-2)
         .mul_add(r, 1.666_666_5e-1)
-        .mul_add(r, 5.000_000_1e-1);
+        .mul_add(r, 0.5);
     let poly = poly.mul_add(r * r, r) + 1.0;
     let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
     if x < EXP_MIN { 0.0 } else { poly * two_n }
