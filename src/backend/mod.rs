@@ -31,6 +31,138 @@ impl BinaryOp {
     }
 }
 
+/// Elementwise nonlinearities. `forward` and `derivative` are the scalar math both devices
+/// implement; `derivative(x, y)` is dy/dx given the input x and the output y.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// max(x, 0); derivative 1 where x > 0.
+    Relu,
+    /// x·Φ(x) with the exact normal CDF Φ(x) = (1 + erf(x/√2))/2; derivative Φ(x) + x·φ(x).
+    Gelu,
+    /// 1/(1 + e^{−x}); derivative y(1 − y).
+    Sigmoid,
+    /// tanh x; derivative 1 − y².
+    Tanh,
+    /// ln(1 + e^x), computed as max(x, 0) + ln(1 + e^{−|x|}); derivative σ(x).
+    Softplus,
+    /// e^x; derivative y.
+    Exp,
+    /// ln x; derivative 1/x.
+    Log,
+}
+
+impl UnaryOp {
+    #[inline(always)]
+    pub fn forward(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Gelu => x * normal_cdf(x),
+            UnaryOp::Sigmoid => sigmoid(x),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            UnaryOp::Gelu => {
+                normal_cdf(x)
+                    + x * (-0.5 * x * x).exp()
+                        * std::f32::consts::FRAC_2_SQRT_PI
+                        * std::f32::consts::FRAC_1_SQRT_2
+                        * 0.5
+            }
+            UnaryOp::Sigmoid => y * (1.0 - y),
+            UnaryOp::Tanh => 1.0 - y * y,
+            UnaryOp::Softplus => sigmoid(x),
+            UnaryOp::Exp => y,
+            UnaryOp::Log => 1.0 / x,
+        }
+    }
+}
+
+/// 1/(1 + e^{−x}), without overflow for large |x|.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Φ(x) = (1 + erf(x/√2))/2.
+#[inline(always)]
+pub fn normal_cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The error function: erf(x) = 1 − t·exp(−x² + P(t)), t = 1/(1 + |x|/2), with the
+/// Chebyshev-fitted polynomial P of Numerical Recipes' erfc (fractional error < 1.2e-7).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let z = x.abs() as f64;
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    let r = (1.0 - erfc) as f32;
+    if x >= 0.0 { r } else { -r }
+}
+
+/// Elementwise activations and the affine map αx + β.
+pub trait ActivationKernels {
+    fn unary(&self, op: UnaryOp, x: &Tensor) -> Tensor;
+    /// dy · op'(x) given the forward input x and output y.
+    fn unary_backward(&self, op: UnaryOp, x: &Tensor, y: &Tensor, dy: &Tensor) -> Tensor;
+    /// αx + β.
+    fn affine(&self, x: &Tensor, alpha: f32, beta: f32) -> Tensor;
+}
+
+/// Copies that rearrange values. Axis ops see a tensor as `[outer, axis, inner]`.
+pub trait ShapeKernels {
+    /// Output axis i is input axis `axes[i]`.
+    fn permute(&self, x: &Tensor, axes: &[usize]) -> Tensor;
+    /// Positions start..start+len along `axis`.
+    fn slice(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor;
+    /// The backward of `slice`: `dy` placed at start.. along `axis` of a zero tensor whose
+    /// axis has length `full`.
+    fn unslice(&self, dy: &Tensor, axis: usize, start: usize, full: usize) -> Tensor;
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Tensor;
+    /// Entries `index[j]` along `axis`: output axis length = index.len().
+    fn index_select(&self, x: &Tensor, axis: usize, index: &[u32]) -> Tensor;
+    /// The backward of `index_select`: entry j of `dy` along `axis` is added at `index[j]` of
+    /// a zero tensor whose axis has length `size`; with `skip_zero`, index 0 (padding)
+    /// receives nothing.
+    fn index_add(
+        &self,
+        dy: &Tensor,
+        axis: usize,
+        index: &[u32],
+        size: usize,
+        skip_zero: bool,
+    ) -> Tensor;
+    /// `value` where `mask` (broadcast to x) is non-zero, x elsewhere.
+    fn masked_fill(&self, x: &Tensor, mask: &Tensor, value: f32) -> Tensor;
+}
+
 /// Matrix products.
 pub trait LinalgKernels {
     /// `op(a) · op(b)` where `op` transposes the last two axes when asked. Shapes (checked by
@@ -53,7 +185,9 @@ pub trait ElementwiseKernels {
 }
 
 /// Every kernel family: what a device must provide to run seqrec.
-pub trait Backend: LinalgKernels + ElementwiseKernels + Send + Sync {
+pub trait Backend:
+    LinalgKernels + ElementwiseKernels + ActivationKernels + ShapeKernels + Send + Sync
+{
     /// A one-line description for logs, e.g. "cpu (2 threads)".
     fn name(&self) -> String;
     fn device(&self) -> Device;

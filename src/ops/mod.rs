@@ -2,7 +2,10 @@
 //! forward and its `Backward` sit side by side. Forward validates shapes and returns `Err`
 //! on a mismatch; the kernels it calls (through the `Backend`) assume valid shapes.
 
+mod activation;
 mod arithmetic;
 mod matmul;
+mod reduce;
+mod shape;
 
 pub use arithmetic::broadcast_shape;

@@ -1,8 +1,10 @@
 //! The CPU backend: rayon over independent rows, batches or heads (never nested), inner
 //! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
 
+mod activation;
 mod elementwise;
 mod linalg;
+mod shape;
 
 use super::Backend;
 use crate::tensor::{Device, Storage, Tensor};
