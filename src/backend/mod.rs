@@ -163,6 +163,96 @@ pub trait ShapeKernels {
     fn masked_fill(&self, x: &Tensor, mask: &Tensor, value: f32) -> Tensor;
 }
 
+/// Row-wise neural-network kernels; "row" = the last axis.
+pub trait NnKernels {
+    fn softmax(&self, x: &Tensor) -> Tensor;
+    /// dx = y·(dy − Σ dy·y) given the softmax output y.
+    fn softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor;
+    fn log_softmax(&self, x: &Tensor) -> Tensor;
+    /// dx = dy − e^y·Σ dy given the log-softmax output y.
+    fn log_softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor;
+    /// (y, per-row mean, per-row 1/std) of y = (x − μ)/σ·gain + bias.
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> (Tensor, Vec<f32>, Vec<f32>);
+    /// (dx, dgain, dbias).
+    fn layer_norm_backward(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        mean: &[f32],
+        rstd: &[f32],
+        dy: &Tensor,
+    ) -> (Tensor, Tensor, Tensor);
+    /// Element i is zeroed when `uniform_at(stream, i)` < p, else scaled by 1/(1 − p). The
+    /// backward is the same map applied to dy.
+    fn dropout(&self, x: &Tensor, p: f32, stream: u32) -> Tensor;
+    /// (Σ_r w_r·(lse_r − x_{r,t_r}) / Σ w, lse per row) for logits `[N, C]`.
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Vec<f32>);
+    /// dlogits = dloss·w_r/Σw·(softmax_r − onehot(t_r)).
+    fn cross_entropy_backward(
+        &self,
+        logits: &Tensor,
+        lse: &[f32],
+        targets: &[u32],
+        weights: &[f32],
+        dloss: f32,
+    ) -> Tensor;
+    /// Σ w·(max(x,0) − x·y + ln(1 + e^{−|x|})) / Σ w.
+    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32;
+    /// dx = dloss·w/Σw·(σ(x) − y).
+    fn bce_with_logits_backward(
+        &self,
+        logits: &Tensor,
+        labels: &Tensor,
+        weights: &[f32],
+        dloss: f32,
+    ) -> Tensor;
+}
+
+/// The geometry of a 2-d convolution window (1-d convolutions use height 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+}
+
+impl ConvGeometry {
+    /// Output height and width for an input of h × w (the caller checks they are ≥ 1).
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let span = |k: usize, d: usize| d * (k - 1) + 1;
+        (
+            (h + 2 * self.padding.0 - span(self.kernel.0, self.dilation.0)) / self.stride.0 + 1,
+            (w + 2 * self.padding.1 - span(self.kernel.1, self.dilation.1)) / self.stride.1 + 1,
+        )
+    }
+}
+
+/// Convolution as im2col + GEMM, and pooling.
+pub trait ConvKernels {
+    /// im2col: x `[B, C, H, W]` → `[B, OH·OW, C·KH·KW]`, one row per output position.
+    fn unfold2d(&self, x: &Tensor, geometry: &ConvGeometry) -> Tensor;
+    /// col2im, the backward of `unfold2d`: columns summed back into `[B, C, H, W]`.
+    fn fold2d(&self, cols: &Tensor, image_shape: &[usize], geometry: &ConvGeometry) -> Tensor;
+    /// Max (with arg-max positions, first on ties) or average pooling over the last axis.
+    fn pool1d(&self, x: &Tensor, kernel: usize, stride: usize, max: bool) -> (Tensor, Vec<u32>);
+    /// dx for `pool1d`: routed to the arg-max, or spread evenly over the window.
+    fn pool1d_backward(
+        &self,
+        dy: &Tensor,
+        input_len: usize,
+        kernel: usize,
+        stride: usize,
+        argmax: Option<&[u32]>,
+    ) -> Tensor;
+}
+
 /// Matrix products.
 pub trait LinalgKernels {
     /// `op(a) · op(b)` where `op` transposes the last two axes when asked. Shapes (checked by
@@ -186,7 +276,14 @@ pub trait ElementwiseKernels {
 
 /// Every kernel family: what a device must provide to run seqrec.
 pub trait Backend:
-    LinalgKernels + ElementwiseKernels + ActivationKernels + ShapeKernels + Send + Sync
+    LinalgKernels
+    + ElementwiseKernels
+    + ActivationKernels
+    + ShapeKernels
+    + NnKernels
+    + ConvKernels
+    + Send
+    + Sync
 {
     /// A one-line description for logs, e.g. "cpu (2 threads)".
     fn name(&self) -> String;

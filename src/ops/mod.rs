@@ -4,7 +4,10 @@
 
 mod activation;
 mod arithmetic;
+mod conv;
+mod loss;
 mod matmul;
+mod nn;
 mod reduce;
 mod shape;
 

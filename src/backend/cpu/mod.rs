@@ -2,8 +2,10 @@
 //! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
 
 mod activation;
+mod conv;
 mod elementwise;
 mod linalg;
+mod nn;
 mod shape;
 
 use super::Backend;
