@@ -3,6 +3,9 @@
 //! on a mismatch; the kernels it calls (through the `Backend`) assume valid shapes.
 
 mod arithmetic;
+mod ffn;
+mod gru;
 mod matmul;
 
 pub use arithmetic::broadcast_shape;
+pub use ffn::Activation;

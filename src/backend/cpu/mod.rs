@@ -2,6 +2,8 @@
 //! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
 
 mod elementwise;
+mod ffn;
+mod gru;
 mod linalg;
 
 use super::Backend;
