@@ -66,8 +66,9 @@ fn rows_per_block(batch: usize, length: usize, hidden: usize) -> usize {
 }
 
 /// One step of one row: gates from the projections, new hidden state, saved gates.
+// Not inlined: as a function its slices are known not to overlap, so the loop vectorizes.
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
+#[inline(never)]
 fn cell_forward(
     gx: &[f32],
     gh: &[f32],
@@ -206,7 +207,7 @@ fn forward_block(
 /// One step of one row, backward. `carry` holds the gradient reaching h_t from step t+1 on
 /// entry and the part of dh_{t-1} that does not go through W_hh on exit.
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
+#[inline(never)]
 fn cell_backward(
     saved: &[f32],
     h_prev: &[f32],
