@@ -1,6 +1,6 @@
 //! The fused feed-forward block on the CPU (math in `ops/ffn.rs`).
 //!
-//! Rows are independent, so the work is cut into blocks of `BLOCK_ROWS` rows, one rayon task
+//! Rows are independent, so the work is cut into blocks of rows (`block_rows`), one rayon task
 //! each. A block runs the whole block while its data is in cache: GEMM x·W1, one pass for
 //! bias + activation (+ dropout), GEMM h·W2, bias. Its backward is likewise one task per
 //! block: GEMM dy·W2ᵀ, one pass that recomputes h and turns dh into da, then GEMMs for dx
@@ -15,8 +15,15 @@ use crate::ops::Activation;
 use crate::rng::uniform_at;
 use crate::tensor::Tensor;
 
-/// Rows per task: a block's hidden activations (256 × F floats) stay in L2.
-const BLOCK_ROWS: usize = 256;
+/// Hidden values per block: a block's hidden buffers (256 KiB each) stay in L2.
+const BLOCK_HIDDEN_VALUES: usize = 1 << 16;
+
+/// Rows per task: as many as keep the block in L2 (fewer, larger GEMMs amortise packing),
+/// but at least four blocks per thread so that the threads stay evenly loaded.
+fn block_rows(rows: usize, hidden: usize) -> usize {
+    let per_thread = rows.div_ceil(4 * rayon::current_num_threads());
+    (BLOCK_HIDDEN_VALUES / hidden).min(per_thread).max(16)
+}
 
 /// erf(x) and e^{-x²} (GELU's derivative needs both and they share the exponential).
 /// Abramowitz & Stegun 7.1.26: erf(|x|) = 1 − t(a1 + t(a2 + … + t a5)) e^{−x²},
@@ -114,6 +121,7 @@ fn forward_block(
     dropout: Option<(f32, u32)>,
     a: &mut [f32],
     y: &mut [f32],
+    h: &mut Vec<f32>,
 ) {
     let Dims {
         width,
@@ -134,7 +142,7 @@ fn forward_block(
         1,
         a,
     );
-    let mut h = vec![0.0f32; rows * hidden];
+    h.resize(rows * hidden, 0.0);
     for (i, (a_row, h_row)) in a
         .chunks_exact_mut(hidden)
         .zip(h.chunks_exact_mut(hidden))
@@ -150,7 +158,7 @@ fn forward_block(
         rows,
         hidden,
         out_width,
-        &h,
+        h,
         hidden as isize,
         1,
         w2,
@@ -166,13 +174,15 @@ fn forward_block(
 }
 
 /// Weight and bias gradients summed over the blocks one task has seen, plus that task's
-/// GEMM scratch.
+/// scratch buffers (reused from block to block: fresh large buffers cost page faults).
 struct Partial {
     dw1: Vec<f32>,
     db1: Vec<f32>,
     dw2: Vec<f32>,
     db2: Vec<f32>,
     scratch: Vec<f32>,
+    da: Vec<f32>,
+    h: Vec<f32>,
 }
 
 impl Partial {
@@ -183,6 +193,8 @@ impl Partial {
             dw2: vec![0.0; d.hidden * d.out_width],
             db2: vec![0.0; d.out_width],
             scratch: vec![0.0; (d.width.max(d.out_width)) * d.hidden],
+            da: Vec::new(),
+            h: Vec::new(),
         }
     }
 
@@ -216,6 +228,7 @@ struct BackwardInputs<'a> {
     activation: Activation,
     dropout: Option<(f32, u32)>,
     rows: usize,
+    block_rows: usize,
 }
 
 /// Backward of block `block`: writes its dx rows (when asked) and adds its weight gradients
@@ -231,14 +244,16 @@ fn backward_block(
         hidden,
         out_width,
     } = inp.d;
-    let first = block * BLOCK_ROWS;
-    let rows = BLOCK_ROWS.min(inp.rows - first);
+    let first = block * inp.block_rows;
+    let rows = inp.block_rows.min(inp.rows - first);
     let x = &inp.x[first * width..(first + rows) * width];
     let a = &inp.pre_activation[first * hidden..(first + rows) * hidden];
     let d_y = &inp.d_y[first * out_width..(first + rows) * out_width];
 
     // dh = dy · W2ᵀ, then in place da = dh ∘ s ∘ act'(a); h is recomputed next to it.
-    let mut da = vec![0.0f32; rows * hidden];
+    let (mut da, mut h) = (std::mem::take(&mut acc.da), std::mem::take(&mut acc.h));
+    da.resize(rows * hidden, 0.0);
+    h.resize(rows * hidden, 0.0);
     sgemm(
         rows,
         out_width,
@@ -251,7 +266,6 @@ fn backward_block(
         out_width as isize,
         &mut da,
     );
-    let mut h = vec![0.0f32; rows * hidden];
     for (i, ((a_row, da_row), h_row)) in a
         .chunks_exact(hidden)
         .zip(da.chunks_exact_mut(hidden))
@@ -320,6 +334,7 @@ fn backward_block(
             dx,
         );
     }
+    (acc.da, acc.h) = (da, h);
     acc
 }
 
@@ -344,20 +359,22 @@ impl FeedForwardKernels for CpuBackend {
         let mut a = vec![0.0f32; rows * hidden];
         let mut y = vec![0.0f32; rows * out_width];
         let (x, w1, b1, w2, b2) = (x.cpu(), w1.cpu(), b1.cpu(), w2.cpu(), b2.cpu());
-        let run = |(block, (a, y)): (usize, (&mut [f32], &mut [f32]))| {
-            let first = block * BLOCK_ROWS;
-            forward_block(d, first, x, w1, b1, w2, b2, activation, dropout, a, y);
+        let block_rows = block_rows(rows, hidden);
+        let run = |h: &mut Vec<f32>, (block, (a, y)): (usize, (&mut [f32], &mut [f32]))| {
+            let first = block * block_rows;
+            forward_block(d, first, x, w1, b1, w2, b2, activation, dropout, a, y, h);
         };
         if rows * hidden >= PARALLEL_MIN_ELEMENTS {
-            a.par_chunks_mut(BLOCK_ROWS * hidden)
-                .zip(y.par_chunks_mut(BLOCK_ROWS * out_width))
+            a.par_chunks_mut(block_rows * hidden)
+                .zip(y.par_chunks_mut(block_rows * out_width))
                 .enumerate()
-                .for_each(run);
+                .for_each_init(Vec::new, run);
         } else {
-            a.chunks_mut(BLOCK_ROWS * hidden)
-                .zip(y.chunks_mut(BLOCK_ROWS * out_width))
+            let mut h = Vec::new();
+            a.chunks_mut(block_rows * hidden)
+                .zip(y.chunks_mut(block_rows * out_width))
                 .enumerate()
-                .for_each(run);
+                .for_each(|item| run(&mut h, item));
         }
         (tensor(&[rows, out_width], y), tensor(&[rows, hidden], a))
     }
@@ -390,10 +407,11 @@ impl FeedForwardKernels for CpuBackend {
             activation,
             dropout,
             rows,
+            block_rows: block_rows(rows, hidden),
         };
-        let blocks = rows.div_ceil(BLOCK_ROWS);
+        let blocks = rows.div_ceil(inputs.block_rows);
         let mut dx = want_dx.then(|| vec![0.0f32; rows * width]);
-        let dx_chunks = optional_chunks(dx.as_deref_mut(), BLOCK_ROWS * width, blocks);
+        let dx_chunks = optional_chunks(dx.as_deref_mut(), inputs.block_rows * width, blocks);
         let step = |acc: Partial, (block, dx): (usize, Option<&mut [f32]>)| {
             backward_block(&inputs, acc, block, dx)
         };
