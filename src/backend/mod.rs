@@ -6,6 +6,7 @@
 
 pub mod cpu;
 
+use crate::ops::Activation;
 use crate::tensor::{Device, Tensor};
 
 pub use cpu::CpuBackend;
@@ -274,6 +275,84 @@ pub trait ElementwiseKernels {
     fn scale(&self, x: &Tensor, alpha: f32) -> Tensor;
 }
 
+/// Fused recurrent layers (see `ops::gru` for the math). `gates` is what forward saves for
+/// backward: per step `[r, z, n, h·W_hn + b_hn]`, shape `[B, L, 4H]`.
+#[allow(clippy::too_many_arguments)]
+pub trait RecurrentKernels {
+    /// GRU over `x` `[B, L, I]`; returns all hidden states `[B, L, H]` and the gates if asked.
+    fn gru_forward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        w_ih: &Tensor,
+        w_hh: &Tensor,
+        b_ih: &Tensor,
+        b_hh: &Tensor,
+        mask: Option<&Tensor>,
+        save_gates: bool,
+    ) -> (Tensor, Option<Tensor>);
+    /// Backward through time from `d_hidden` `[B, L, H]`.
+    fn gru_backward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        w_ih: &Tensor,
+        w_hh: &Tensor,
+        mask: Option<&Tensor>,
+        hidden: &Tensor,
+        gates: &Tensor,
+        d_hidden: &Tensor,
+        want_dx: bool,
+    ) -> GruGradients;
+}
+
+/// Gradients of a GRU layer's inputs (`dx` only when asked).
+pub struct GruGradients {
+    pub dx: Option<Tensor>,
+    pub dh0: Tensor,
+    pub dw_ih: Tensor,
+    pub dw_hh: Tensor,
+    pub db_ih: Tensor,
+    pub db_hh: Tensor,
+}
+
+/// The fused feed-forward block (see `ops::ffn`). `dropout` is `(p, stream)` when active.
+#[allow(clippy::too_many_arguments)]
+pub trait FeedForwardKernels {
+    /// `x` `[N, d]` → (`y` `[N, d_out]`, the pre-activation `x·W1 + b1` `[N, F]`).
+    fn ffn_forward(
+        &self,
+        x: &Tensor,
+        w1: &Tensor,
+        b1: &Tensor,
+        w2: &Tensor,
+        b2: &Tensor,
+        activation: Activation,
+        dropout: Option<(f32, u32)>,
+    ) -> (Tensor, Tensor);
+    /// Gradients from `d_y` `[N, d_out]`, recomputing the activation and dropout mask.
+    fn ffn_backward(
+        &self,
+        x: &Tensor,
+        w1: &Tensor,
+        w2: &Tensor,
+        pre_activation: &Tensor,
+        d_y: &Tensor,
+        activation: Activation,
+        dropout: Option<(f32, u32)>,
+        want_dx: bool,
+    ) -> FfnGradients;
+}
+
+/// Gradients of a feed-forward block's inputs (`dx` only when asked).
+pub struct FfnGradients {
+    pub dx: Option<Tensor>,
+    pub dw1: Tensor,
+    pub db1: Tensor,
+    pub dw2: Tensor,
+    pub db2: Tensor,
+}
+
 /// Every kernel family: what a device must provide to run seqrec.
 pub trait Backend:
     LinalgKernels
@@ -282,6 +361,8 @@ pub trait Backend:
     + ShapeKernels
     + NnKernels
     + ConvKernels
+    + RecurrentKernels
+    + FeedForwardKernels
     + Send
     + Sync
 {

@@ -5,6 +5,8 @@
 mod activation;
 mod arithmetic;
 mod conv;
+mod ffn;
+mod gru;
 mod loss;
 mod matmul;
 mod nn;
@@ -12,3 +14,4 @@ mod reduce;
 mod shape;
 
 pub use arithmetic::broadcast_shape;
+pub use ffn::Activation;

@@ -4,6 +4,8 @@
 mod activation;
 mod conv;
 mod elementwise;
+mod ffn;
+mod gru;
 mod linalg;
 mod nn;
 mod shape;
