@@ -354,6 +354,45 @@ pub struct FfnGradients {
 }
 
 /// Every kernel family: what a device must provide to run seqrec.
+/// How a fused attention call is configured (see `Tape::attention`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionSpec {
+    pub heads: usize,
+    pub causal: bool,
+    /// Probability of dropping an attention probability; 0 = no dropout.
+    pub dropout: f32,
+    /// Random stream of the dropout mask (`rng::uniform_at(stream, index)`).
+    pub stream: u32,
+}
+
+/// Fused scaled-dot-product attention. `q`, `k`, `v`, `out`, `d_out` are `[B, L, D]`, the
+/// optional key mask `[B, L]`, the log-sum-exp `[B, H, L]` (shapes checked by the caller).
+pub trait AttentionKernels {
+    /// Returns the output `[B, L, D]` and the per-row log-sum-exp `[B, H, L]`.
+    fn attention_forward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_mask: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> (Tensor, Tensor);
+    /// Returns `(dq, dk, dv)`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        d_out: &Tensor,
+        key_mask: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> (Tensor, Tensor, Tensor);
+}
+
+/// Every kernel family: what a device must provide to run seqrec.
 pub trait Backend:
     LinalgKernels
     + ElementwiseKernels
@@ -363,6 +402,7 @@ pub trait Backend:
     + ConvKernels
     + RecurrentKernels
     + FeedForwardKernels
+    + AttentionKernels
     + Send
     + Sync
 {

@@ -8,6 +8,7 @@ mod conv;
 mod ffn;
 mod gru;
 mod loss;
+mod attention;
 mod matmul;
 mod nn;
 mod reduce;

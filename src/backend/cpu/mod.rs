@@ -3,6 +3,7 @@
 
 mod activation;
 mod conv;
+mod attention;
 mod elementwise;
 mod ffn;
 mod gru;

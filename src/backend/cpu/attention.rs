@@ -1,0 +1,649 @@
+//! Fused scaled-dot-product attention on the CPU, FlashAttention-2 style.
+//!
+//! Per batch item b and head h (columns h·d_h..(h+1)·d_h of the `[B, L, D]` inputs, read in
+//! place with row stride D), with s = 1/√d_h:
+//!
+//! Forward, one block of query rows at a time, streaming over blocks of keys:
+//!   S = Q_i K_jᵀ · s + mask            (mask: −∞ for padding keys and, if causal, keys j > i)
+//!   m' = max(m, rowmax S);  P = exp(S − m');  l = l·exp(m − m') + rowsum P
+//!   acc = acc·exp(m − m') + (P ∘ Z) V_j (Z: inverted dropout scales, 0 or 1/(1−p))
+//!   O = acc / l,  LSE = m + ln l        (a row with no visible key: O = 0, LSE = +∞)
+//! Only O and LSE are kept; the L×L probabilities never exist in full.
+//!
+//! Backward, recomputing P = exp(S − LSE) block by block:
+//!   Dᵢ = rowsum(dO ∘ O)
+//!   dV_j += (P ∘ Z)ᵀ dO_i;  dP = (dO_i V_jᵀ) ∘ Z;  dS = P ∘ (dP − D) · s
+//!   dQ_i += dS K_j;  dK_j += dSᵀ Q_i
+//! (Dᵢ = Σⱼ Pᵢⱼ dPᵢⱼ even with dropout, because O already holds P ∘ Z.)
+//!
+//! Parallelism: one rayon task per batch item (it owns that item's rows of every output), all
+//! heads inside it. Block products go through `sgemm`; the softmax loops work on contiguous
+//! rows of a block and use a polynomial `exp` the compiler vectorizes.
+
+use rayon::prelude::*;
+
+use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, sgemm, tensor};
+use crate::backend::{AttentionKernels, AttentionSpec};
+use crate::rng::uniform_at;
+use crate::tensor::Tensor;
+
+/// Query rows and keys per block. A block of scores (64×64 floats = 16 KiB) stays in L1.
+pub const BLOCK: usize = 32;
+
+/// Below this, `exp` underflows to 0 (f32 denormals are not worth computing).
+const EXP_MIN: f32 = -87.0;
+
+/// e^x for f32, accurate to ~2 ulp, written with plain arithmetic so loops over it vectorize
+/// (`f32::exp` is a libm call per element). e^x = 2ⁿ · e^r with n = round(x / ln 2) and
+/// r = x − n·ln 2 ∈ [−ln2/2, ln2/2], e^r by the Cephes `expf` polynomial.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to integer
+    let xc = x.clamp(EXP_MIN, 88.0);
+    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // ln 2 split in a part exact in f32 and a correction, so r keeps its low bits.
+    let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let poly = 1.987_569_1e-4f32
+        .mul_add(r, 1.398_199_9e-3)
+        .mul_add(r, 8.333_452e-3)
+        .mul_add(r, 4.166_579_6e-2)
+        .mul_add(r, 1.666_666_5e-1)
+        .mul_add(r, 5.000_000_1e-1);
+    let poly = poly.mul_add(r * r, r) + 1.0;
+    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < EXP_MIN { 0.0 } else { poly * two_n }
+}
+
+/// Accumulator lanes of the reductions below: float sums only vectorize when written with
+/// independent partial sums (the compiler may not reorder `a + b + c`).
+const LANES: usize = 8;
+
+/// The largest value of `x` (−∞ when empty).
+fn max_of(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    tail.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// Σ a·b.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((s, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    tail + lanes.iter().sum::<f32>()
+}
+
+/// Σ x.
+fn sum_of(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    tail + lanes.iter().sum::<f32>()
+}
+
+/// Per-thread scratch buffers, reused across the batch items a thread handles.
+struct Scratch {
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+    drop_scales: Vec<f32>,
+    d_scores: Vec<f32>,
+    product: Vec<f32>,
+    acc: Vec<f32>,
+    key_bias: Vec<f32>,
+    row_max: Vec<f32>,
+    row_sum: Vec<f32>,
+    /// Backward: D_i of the current head, and the item's gradients (dq, dk, dv) summed here
+    /// before one write to the output. Writing fresh output pages once, instead of reading
+    /// and adding into them block by block, halves the page faults on new allocations.
+    row_dot: Vec<f32>,
+    item_grads: [Vec<f32>; 3],
+}
+
+impl Scratch {
+    fn new(head_dim: usize) -> Scratch {
+        Scratch {
+            scores: vec![0.0; BLOCK * BLOCK],
+            probs: vec![0.0; BLOCK * BLOCK],
+            drop_scales: vec![0.0; BLOCK * BLOCK],
+            d_scores: vec![0.0; BLOCK * BLOCK],
+            product: vec![0.0; BLOCK * head_dim],
+            acc: vec![0.0; BLOCK * head_dim],
+            key_bias: vec![0.0; BLOCK],
+            row_max: vec![0.0; BLOCK],
+            row_sum: vec![0.0; BLOCK],
+            row_dot: Vec::new(),
+            item_grads: [Vec::new(), Vec::new(), Vec::new()],
+        }
+    }
+}
+
+/// Sizes shared by every task of one call.
+#[derive(Clone, Copy)]
+struct Dims {
+    heads: usize,
+    len: usize,
+    width: usize,
+    head_dim: usize,
+    scale: f32,
+}
+
+/// Fills `bias[..count]` with 0 for real keys and −∞ for padding keys `first..first+count`;
+/// returns whether any key of the block is real.
+fn fill_key_bias(mask: Option<&[f32]>, first: usize, bias: &mut [f32]) -> bool {
+    match mask {
+        None => {
+            bias.fill(0.0);
+            true
+        }
+        Some(mask) => {
+            let mut any_real = false;
+            for (b, &m) in bias.iter_mut().zip(&mask[first..]) {
+                let real = m != 0.0;
+                any_real |= real;
+                *b = if real { 0.0 } else { f32::NEG_INFINITY };
+            }
+            any_real
+        }
+    }
+}
+
+/// The inverted-dropout scale (0 or 1/(1−p)) of each probability in one row of a block;
+/// `first_index` is the flat index of the row's first key in the `[B, H, L, L]` layout.
+fn fill_drop_scales(spec: &AttentionSpec, first_index: usize, scales: &mut [f32]) {
+    let keep_scale = 1.0 / (1.0 - spec.dropout);
+    for (c, z) in scales.iter_mut().enumerate() {
+        let index = (first_index + c) as u32; // wraps past 2³²: still a fixed, distinct-enough index
+        *z = if uniform_at(spec.stream, index) < spec.dropout {
+            0.0
+        } else {
+            keep_scale
+        };
+    }
+}
+
+/// `dst[row0 + r][col0..col0 + cols] += src[r]` for the `src.len() / cols` rows of `src`.
+fn add_rows(dst: &mut [f32], width: usize, row0: usize, col0: usize, src: &[f32], cols: usize) {
+    for (r, src_row) in src.chunks_exact(cols).enumerate() {
+        let start = (row0 + r) * width + col0;
+        for (d, &s) in dst[start..start + cols].iter_mut().zip(src_row) {
+            *d += s;
+        }
+    }
+}
+
+/// The number of keys query block `q0..q0+rows` can see: causal rows see no key beyond the
+/// block's last row, so the key blocks past it are skipped entirely.
+fn visible_keys(dims: &Dims, causal: bool, q0: usize, rows: usize) -> usize {
+    if causal { q0 + rows } else { dims.len }
+}
+
+/// Scales one row of scores and applies the key and causal masks (−∞ where masked).
+fn mask_row(row: &mut [f32], bias: &[f32], scale: f32, visible: usize) {
+    for (s, &b) in row.iter_mut().zip(bias) {
+        *s = *s * scale + b;
+    }
+    if visible < row.len() {
+        row[visible..].fill(f32::NEG_INFINITY);
+    }
+}
+
+/// Forward of one batch item, all heads: writes its `[L, D]` output and `[H, L]` LSE.
+#[allow(clippy::too_many_arguments)]
+fn forward_item(
+    dims: &Dims,
+    spec: &AttentionSpec,
+    item: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    out: &mut [f32],
+    lse: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let Dims {
+        heads,
+        len,
+        width,
+        head_dim: dh,
+        scale,
+    } = *dims;
+    for h in 0..heads {
+        let col = h * dh;
+        for q0 in (0..len).step_by(BLOCK) {
+            let rows = BLOCK.min(len - q0);
+            let acc = &mut scratch.acc[..rows * dh];
+            acc.fill(0.0);
+            scratch.row_max[..rows].fill(f32::NEG_INFINITY);
+            scratch.row_sum[..rows].fill(0.0);
+            let key_end = visible_keys(dims, spec.causal, q0, rows);
+            for k0 in (0..key_end).step_by(BLOCK) {
+                let keys = BLOCK.min(key_end - k0);
+                let bias = &mut scratch.key_bias[..keys];
+                if !fill_key_bias(mask, k0, bias) {
+                    continue; // every key of the block is padding
+                }
+                let scores = &mut scratch.scores[..rows * keys];
+                sgemm(
+                    rows,
+                    dh,
+                    keys,
+                    &q[q0 * width + col..],
+                    width as isize,
+                    1,
+                    &k[k0 * width + col..],
+                    1,
+                    width as isize,
+                    scores,
+                );
+                for (r, row) in scores.chunks_exact_mut(keys).enumerate() {
+                    let i = q0 + r;
+                    let visible = if spec.causal {
+                        (i + 1).saturating_sub(k0)
+                    } else {
+                        keys
+                    };
+                    mask_row(row, bias, scale, visible);
+                    let block_max = max_of(row);
+                    if block_max == f32::NEG_INFINITY {
+                        row.fill(0.0); // no visible key in this block for this row
+                        continue;
+                    }
+                    let old_max = scratch.row_max[r];
+                    let new_max = old_max.max(block_max);
+                    row.iter_mut().for_each(|s| *s = fast_exp(*s - new_max));
+                    let sum = sum_of(row);
+                    let correction = fast_exp(old_max - new_max);
+                    scratch.row_sum[r] = scratch.row_sum[r] * correction + sum;
+                    scratch.row_max[r] = new_max;
+                    if correction != 1.0 {
+                        acc[r * dh..(r + 1) * dh]
+                            .iter_mut()
+                            .for_each(|a| *a *= correction);
+                    }
+                    if spec.dropout > 0.0 {
+                        let scales = &mut scratch.drop_scales[..keys];
+                        fill_drop_scales(spec, ((item * heads + h) * len + i) * len + k0, scales);
+                        row.iter_mut().zip(scales.iter()).for_each(|(p, z)| *p *= z);
+                    }
+                }
+                let product = &mut scratch.product[..rows * dh];
+                sgemm(
+                    rows,
+                    keys,
+                    dh,
+                    scores,
+                    keys as isize,
+                    1,
+                    &v[k0 * width + col..],
+                    width as isize,
+                    1,
+                    product,
+                );
+                acc.iter_mut()
+                    .zip(product.iter())
+                    .for_each(|(a, p)| *a += p);
+            }
+            for r in 0..rows {
+                let i = q0 + r;
+                let (m, l) = (scratch.row_max[r], scratch.row_sum[r]);
+                let out_row = &mut out[i * width + col..i * width + col + dh];
+                if l > 0.0 {
+                    let inv = 1.0 / l;
+                    out_row
+                        .iter_mut()
+                        .zip(&acc[r * dh..(r + 1) * dh])
+                        .for_each(|(o, a)| *o = a * inv);
+                    lse[h * len + i] = m + l.ln();
+                } else {
+                    out_row.fill(0.0);
+                    lse[h * len + i] = f32::INFINITY;
+                }
+            }
+        }
+    }
+}
+
+/// Backward of one batch item, all heads: accumulates its rows of dq, dk, dv (zeroed).
+#[allow(clippy::too_many_arguments)]
+fn backward_item(
+    dims: &Dims,
+    spec: &AttentionSpec,
+    item: usize,
+    inputs: [&[f32]; 5], // q, k, v, out, d_out of this item
+    lse: &[f32],
+    mask: Option<&[f32]>,
+    grads: [&mut [f32]; 3], // dq, dk, dv of this item
+    scratch: &mut Scratch,
+) {
+    let Dims {
+        heads,
+        len,
+        width,
+        head_dim: dh,
+        scale,
+    } = *dims;
+    let [q, k, v, out, d_out] = inputs;
+    scratch.row_dot.resize(len, 0.0);
+    for g in &mut scratch.item_grads {
+        g.clear();
+        g.resize(len * width, 0.0);
+    }
+    let [dq, dk, dv] = &mut scratch.item_grads;
+    let row_dot = &mut scratch.row_dot;
+    for h in 0..heads {
+        let col = h * dh;
+        // D_i = rowsum(dO ∘ O) over this head's columns.
+        for (i, d) in row_dot.iter_mut().enumerate() {
+            let span = i * width + col..i * width + col + dh;
+            *d = dot(&d_out[span.clone()], &out[span]);
+        }
+        for q0 in (0..len).step_by(BLOCK) {
+            let rows = BLOCK.min(len - q0);
+            let row_lse = &lse[h * len + q0..h * len + q0 + rows];
+            if row_lse.iter().all(|l| !l.is_finite()) {
+                continue; // no row of this block sees any key: all gradients are zero
+            }
+            let key_end = visible_keys(dims, spec.causal, q0, rows);
+            for k0 in (0..key_end).step_by(BLOCK) {
+                let keys = BLOCK.min(key_end - k0);
+                let bias = &mut scratch.key_bias[..keys];
+                if !fill_key_bias(mask, k0, bias) {
+                    continue;
+                }
+                // P = exp(S − LSE), recomputed.
+                let probs = &mut scratch.probs[..rows * keys];
+                sgemm(
+                    rows,
+                    dh,
+                    keys,
+                    &q[q0 * width + col..],
+                    width as isize,
+                    1,
+                    &k[k0 * width + col..],
+                    1,
+                    width as isize,
+                    probs,
+                );
+                for (r, row) in probs.chunks_exact_mut(keys).enumerate() {
+                    let i = q0 + r;
+                    if !row_lse[r].is_finite() {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let visible = if spec.causal {
+                        (i + 1).saturating_sub(k0)
+                    } else {
+                        keys
+                    };
+                    mask_row(row, bias, scale, visible);
+                    let l = row_lse[r];
+                    row.iter_mut().for_each(|s| *s = fast_exp(*s - l));
+                }
+                // With dropout the products use P ∘ Z; `scores` holds P ∘ Z then.
+                let dropout = spec.dropout > 0.0;
+                let dropped: &[f32] = if dropout {
+                    let scales = &mut scratch.drop_scales[..rows * keys];
+                    for (r, z) in scales.chunks_exact_mut(keys).enumerate() {
+                        fill_drop_scales(spec, ((item * heads + h) * len + q0 + r) * len + k0, z);
+                    }
+                    let pz = &mut scratch.scores[..rows * keys];
+                    pz.iter_mut()
+                        .zip(probs.iter().zip(scales.iter()))
+                        .for_each(|(o, (p, z))| *o = p * z);
+                    pz
+                } else {
+                    probs
+                };
+                // dV_j += (P ∘ Z)ᵀ dO_i
+                let product = &mut scratch.product[..keys * dh];
+                sgemm(
+                    keys,
+                    rows,
+                    dh,
+                    dropped,
+                    1,
+                    keys as isize,
+                    &d_out[q0 * width + col..],
+                    width as isize,
+                    1,
+                    product,
+                );
+                add_rows(dv, width, k0, col, product, dh);
+                // dP = (dO_i V_jᵀ) ∘ Z, then dS = P ∘ (dP − D) · scale, in place.
+                let d_scores = &mut scratch.d_scores[..rows * keys];
+                sgemm(
+                    rows,
+                    dh,
+                    keys,
+                    &d_out[q0 * width + col..],
+                    width as isize,
+                    1,
+                    &v[k0 * width + col..],
+                    1,
+                    width as isize,
+                    d_scores,
+                );
+                let probs = &scratch.probs[..rows * keys];
+                for (r, (ds_row, p_row)) in d_scores
+                    .chunks_exact_mut(keys)
+                    .zip(probs.chunks_exact(keys))
+                    .enumerate()
+                {
+                    let d = row_dot[q0 + r];
+                    if dropout {
+                        let z_row = &scratch.drop_scales[r * keys..(r + 1) * keys];
+                        for ((ds, &p), &z) in ds_row.iter_mut().zip(p_row).zip(z_row) {
+                            *ds = p * (*ds * z - d) * scale;
+                        }
+                    } else {
+                        for (ds, &p) in ds_row.iter_mut().zip(p_row) {
+                            *ds = p * (*ds - d) * scale;
+                        }
+                    }
+                }
+                // dQ_i += dS K_j
+                let product = &mut scratch.product[..rows * dh];
+                sgemm(
+                    rows,
+                    keys,
+                    dh,
+                    d_scores,
+                    keys as isize,
+                    1,
+                    &k[k0 * width + col..],
+                    width as isize,
+                    1,
+                    product,
+                );
+                add_rows(dq, width, q0, col, product, dh);
+                // dK_j += dSᵀ Q_i
+                let product = &mut scratch.product[..keys * dh];
+                sgemm(
+                    keys,
+                    rows,
+                    dh,
+                    d_scores,
+                    1,
+                    keys as isize,
+                    &q[q0 * width + col..],
+                    width as isize,
+                    1,
+                    product,
+                );
+                add_rows(dk, width, k0, col, product, dh);
+            }
+        }
+    }
+    for (output, summed) in grads.into_iter().zip(&scratch.item_grads) {
+        output.copy_from_slice(summed);
+    }
+}
+
+fn dims_of(q: &Tensor, spec: &AttentionSpec) -> (usize, Dims) {
+    let (batch, len, width) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+    let head_dim = width / spec.heads;
+    let dims = Dims {
+        heads: spec.heads,
+        len,
+        width,
+        head_dim,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+    };
+    (batch, dims)
+}
+
+/// Whether a call is big enough to be worth rayon's fork/join.
+fn worth_parallel(batch: usize, dims: &Dims) -> bool {
+    batch > 1 && batch * dims.len * dims.len * dims.width >= PARALLEL_MIN_ELEMENTS
+}
+
+impl AttentionKernels for CpuBackend {
+    fn attention_forward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_mask: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> (Tensor, Tensor) {
+        let (batch, dims) = dims_of(q, spec);
+        let (len, width, heads) = (dims.len, dims.width, dims.heads);
+        let (q, k, v) = (q.cpu(), k.cpu(), v.cpu());
+        let mask = key_mask.map(|m| m.cpu());
+        let mut out = vec![0.0f32; batch * len * width];
+        let mut lse = vec![0.0f32; batch * heads * len];
+        if len > 0 && width > 0 {
+            let item_span = len * width;
+            let task = |scratch: &mut Scratch, (b, (o, l)): (usize, (&mut [f32], &mut [f32]))| {
+                let span = b * item_span..(b + 1) * item_span;
+                let item_mask = mask.map(|m| &m[b * len..(b + 1) * len]);
+                let (qb, kb, vb) = (&q[span.clone()], &k[span.clone()], &v[span]);
+                forward_item(&dims, spec, b, qb, kb, vb, item_mask, o, l, scratch);
+            };
+            let chunks = out
+                .par_chunks_mut(item_span)
+                .zip(lse.par_chunks_mut(heads * len));
+            if worth_parallel(batch, &dims) {
+                chunks
+                    .enumerate()
+                    .for_each_init(|| Scratch::new(dims.head_dim), task);
+            } else {
+                let mut scratch = Scratch::new(dims.head_dim);
+                out.chunks_mut(item_span)
+                    .zip(lse.chunks_mut(heads * len))
+                    .enumerate()
+                    .for_each(|x| task(&mut scratch, x));
+            }
+        }
+        let shape = [batch, len, width];
+        (tensor(&shape, out), tensor(&[batch, heads, len], lse))
+    }
+
+    fn attention_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        d_out: &Tensor,
+        key_mask: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (batch, dims) = dims_of(q, spec);
+        let (len, width, heads) = (dims.len, dims.width, dims.heads);
+        let (q, k, v, out, lse, d_out) =
+            (q.cpu(), k.cpu(), v.cpu(), out.cpu(), lse.cpu(), d_out.cpu());
+        let mask = key_mask.map(|m| m.cpu());
+        let total = batch * len * width;
+        let (mut dq, mut dk, mut dv) = (
+            vec![0.0f32; total],
+            vec![0.0f32; total],
+            vec![0.0f32; total],
+        );
+        if len > 0 && width > 0 {
+            let item_span = len * width;
+            type Grads<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
+            let task = |scratch: &mut Scratch, (b, ((dqb, dkb), dvb)): Grads<'_>| {
+                let span = b * item_span..(b + 1) * item_span;
+                let inputs = [
+                    &q[span.clone()],
+                    &k[span.clone()],
+                    &v[span.clone()],
+                    &out[span.clone()],
+                    &d_out[span],
+                ];
+                let item_lse = &lse[b * heads * len..(b + 1) * heads * len];
+                let item_mask = mask.map(|m| &m[b * len..(b + 1) * len]);
+                backward_item(
+                    &dims,
+                    spec,
+                    b,
+                    inputs,
+                    item_lse,
+                    item_mask,
+                    [dqb, dkb, dvb],
+                    scratch,
+                );
+            };
+            if worth_parallel(batch, &dims) {
+                dq.par_chunks_mut(item_span)
+                    .zip(dk.par_chunks_mut(item_span))
+                    .zip(dv.par_chunks_mut(item_span))
+                    .enumerate()
+                    .for_each_init(|| Scratch::new(dims.head_dim), task);
+            } else {
+                let mut scratch = Scratch::new(dims.head_dim);
+                dq.chunks_mut(item_span)
+                    .zip(dk.chunks_mut(item_span))
+                    .zip(dv.chunks_mut(item_span))
+                    .enumerate()
+                    .for_each(|x| task(&mut scratch, x));
+            }
+        }
+        let shape = [batch, len, width];
+        (tensor(&shape, dq), tensor(&shape, dk), tensor(&shape, dv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fast_exp;
+
+    #[test]
+    fn fast_exp_matches_std() {
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.0044; // −88 .. 88
+            let (fast, exact) = (fast_exp(x), (x as f64).exp());
+            let err = (fast as f64 - exact).abs() / exact.max(1e-30);
+            assert!(x < -87.0 || err < 1e-6, "exp({x}) = {fast}, exact {exact}");
+        }
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(fast_exp(-100.0), 0.0);
+        assert_eq!(fast_exp(0.0), 1.0);
+    }
+}
