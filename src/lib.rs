@@ -6,8 +6,11 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod ops;
 pub mod optim;
 pub mod rng;

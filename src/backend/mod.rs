@@ -6,6 +6,7 @@
 
 pub mod cpu;
 
+use crate::ops::Activation;
 use crate::tensor::{Device, Tensor};
 
 pub use cpu::CpuBackend;
@@ -31,6 +32,228 @@ impl BinaryOp {
     }
 }
 
+/// Elementwise nonlinearities. `forward` and `derivative` are the scalar math both devices
+/// implement; `derivative(x, y)` is dy/dx given the input x and the output y.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// max(x, 0); derivative 1 where x > 0.
+    Relu,
+    /// x·Φ(x) with the exact normal CDF Φ(x) = (1 + erf(x/√2))/2; derivative Φ(x) + x·φ(x).
+    Gelu,
+    /// 1/(1 + e^{−x}); derivative y(1 − y).
+    Sigmoid,
+    /// tanh x; derivative 1 − y².
+    Tanh,
+    /// ln(1 + e^x), computed as max(x, 0) + ln(1 + e^{−|x|}); derivative σ(x).
+    Softplus,
+    /// e^x; derivative y.
+    Exp,
+    /// ln x; derivative 1/x.
+    Log,
+}
+
+impl UnaryOp {
+    #[inline(always)]
+    pub fn forward(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Gelu => x * normal_cdf(x),
+            UnaryOp::Sigmoid => sigmoid(x),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            UnaryOp::Gelu => {
+                normal_cdf(x)
+                    + x * (-0.5 * x * x).exp()
+                        * std::f32::consts::FRAC_2_SQRT_PI
+                        * std::f32::consts::FRAC_1_SQRT_2
+                        * 0.5
+            }
+            UnaryOp::Sigmoid => y * (1.0 - y),
+            UnaryOp::Tanh => 1.0 - y * y,
+            UnaryOp::Softplus => sigmoid(x),
+            UnaryOp::Exp => y,
+            UnaryOp::Log => 1.0 / x,
+        }
+    }
+}
+
+/// 1/(1 + e^{−x}), without overflow for large |x|.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Φ(x) = (1 + erf(x/√2))/2.
+#[inline(always)]
+pub fn normal_cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The error function: erf(x) = 1 − t·exp(−x² + P(t)), t = 1/(1 + |x|/2), with the
+/// Chebyshev-fitted polynomial P of Numerical Recipes' erfc (fractional error < 1.2e-7).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let z = x.abs() as f64;
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    let r = (1.0 - erfc) as f32;
+    if x >= 0.0 { r } else { -r }
+}
+
+/// Elementwise activations and the affine map αx + β.
+pub trait ActivationKernels {
+    fn unary(&self, op: UnaryOp, x: &Tensor) -> Tensor;
+    /// dy · op'(x) given the forward input x and output y.
+    fn unary_backward(&self, op: UnaryOp, x: &Tensor, y: &Tensor, dy: &Tensor) -> Tensor;
+    /// αx + β.
+    fn affine(&self, x: &Tensor, alpha: f32, beta: f32) -> Tensor;
+}
+
+/// Copies that rearrange values. Axis ops see a tensor as `[outer, axis, inner]`.
+pub trait ShapeKernels {
+    /// Output axis i is input axis `axes[i]`.
+    fn permute(&self, x: &Tensor, axes: &[usize]) -> Tensor;
+    /// Positions start..start+len along `axis`.
+    fn slice(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor;
+    /// The backward of `slice`: `dy` placed at start.. along `axis` of a zero tensor whose
+    /// axis has length `full`.
+    fn unslice(&self, dy: &Tensor, axis: usize, start: usize, full: usize) -> Tensor;
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Tensor;
+    /// Entries `index[j]` along `axis`: output axis length = index.len().
+    fn index_select(&self, x: &Tensor, axis: usize, index: &[u32]) -> Tensor;
+    /// The backward of `index_select`: entry j of `dy` along `axis` is added at `index[j]` of
+    /// a zero tensor whose axis has length `size`; with `skip_zero`, index 0 (padding)
+    /// receives nothing.
+    fn index_add(
+        &self,
+        dy: &Tensor,
+        axis: usize,
+        index: &[u32],
+        size: usize,
+        skip_zero: bool,
+    ) -> Tensor;
+    /// `value` where `mask` (broadcast to x) is non-zero, x elsewhere.
+    fn masked_fill(&self, x: &Tensor, mask: &Tensor, value: f32) -> Tensor;
+}
+
+/// Row-wise neural-network kernels; "row" = the last axis.
+pub trait NnKernels {
+    fn softmax(&self, x: &Tensor) -> Tensor;
+    /// dx = y·(dy − Σ dy·y) given the softmax output y.
+    fn softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor;
+    fn log_softmax(&self, x: &Tensor) -> Tensor;
+    /// dx = dy − e^y·Σ dy given the log-softmax output y.
+    fn log_softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor;
+    /// (y, per-row mean, per-row 1/std) of y = (x − μ)/σ·gain + bias.
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> (Tensor, Vec<f32>, Vec<f32>);
+    /// (dx, dgain, dbias).
+    fn layer_norm_backward(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        mean: &[f32],
+        rstd: &[f32],
+        dy: &Tensor,
+    ) -> (Tensor, Tensor, Tensor);
+    /// Element i is zeroed when `uniform_at(stream, i)` < p, else scaled by 1/(1 − p). The
+    /// backward is the same map applied to dy.
+    fn dropout(&self, x: &Tensor, p: f32, stream: u32) -> Tensor;
+    /// (Σ_r w_r·(lse_r − x_{r,t_r}) / Σ w, lse per row) for logits `[N, C]`.
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Vec<f32>);
+    /// dlogits = dloss·w_r/Σw·(softmax_r − onehot(t_r)).
+    fn cross_entropy_backward(
+        &self,
+        logits: &Tensor,
+        lse: &[f32],
+        targets: &[u32],
+        weights: &[f32],
+        dloss: f32,
+    ) -> Tensor;
+    /// Σ w·(max(x,0) − x·y + ln(1 + e^{−|x|})) / Σ w.
+    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32;
+    /// dx = dloss·w/Σw·(σ(x) − y).
+    fn bce_with_logits_backward(
+        &self,
+        logits: &Tensor,
+        labels: &Tensor,
+        weights: &[f32],
+        dloss: f32,
+    ) -> Tensor;
+}
+
+/// The geometry of a 2-d convolution window (1-d convolutions use height 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+}
+
+impl ConvGeometry {
+    /// Output height and width for an input of h × w (the caller checks they are ≥ 1).
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let span = |k: usize, d: usize| d * (k - 1) + 1;
+        (
+            (h + 2 * self.padding.0 - span(self.kernel.0, self.dilation.0)) / self.stride.0 + 1,
+            (w + 2 * self.padding.1 - span(self.kernel.1, self.dilation.1)) / self.stride.1 + 1,
+        )
+    }
+}
+
+/// Convolution as im2col + GEMM, and pooling.
+pub trait ConvKernels {
+    /// im2col: x `[B, C, H, W]` → `[B, OH·OW, C·KH·KW]`, one row per output position.
+    fn unfold2d(&self, x: &Tensor, geometry: &ConvGeometry) -> Tensor;
+    /// col2im, the backward of `unfold2d`: columns summed back into `[B, C, H, W]`.
+    fn fold2d(&self, cols: &Tensor, image_shape: &[usize], geometry: &ConvGeometry) -> Tensor;
+    /// Max (with arg-max positions, first on ties) or average pooling over the last axis.
+    fn pool1d(&self, x: &Tensor, kernel: usize, stride: usize, max: bool) -> (Tensor, Vec<u32>);
+    /// dx for `pool1d`: routed to the arg-max, or spread evenly over the window.
+    fn pool1d_backward(
+        &self,
+        dy: &Tensor,
+        input_len: usize,
+        kernel: usize,
+        stride: usize,
+        argmax: Option<&[u32]>,
+    ) -> Tensor;
+}
+
 /// Matrix products.
 pub trait LinalgKernels {
     /// `op(a) · op(b)` where `op` transposes the last two axes when asked. Shapes (checked by
@@ -52,6 +275,85 @@ pub trait ElementwiseKernels {
     fn scale(&self, x: &Tensor, alpha: f32) -> Tensor;
 }
 
+/// Fused recurrent layers (see `ops::gru` for the math). `gates` is what forward saves for
+/// backward: per step `[r, z, n, h·W_hn + b_hn]`, shape `[B, L, 4H]`.
+#[allow(clippy::too_many_arguments)]
+pub trait RecurrentKernels {
+    /// GRU over `x` `[B, L, I]`; returns all hidden states `[B, L, H]` and the gates if asked.
+    fn gru_forward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        w_ih: &Tensor,
+        w_hh: &Tensor,
+        b_ih: &Tensor,
+        b_hh: &Tensor,
+        mask: Option<&Tensor>,
+        save_gates: bool,
+    ) -> (Tensor, Option<Tensor>);
+    /// Backward through time from `d_hidden` `[B, L, H]`.
+    fn gru_backward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        w_ih: &Tensor,
+        w_hh: &Tensor,
+        mask: Option<&Tensor>,
+        hidden: &Tensor,
+        gates: &Tensor,
+        d_hidden: &Tensor,
+        want_dx: bool,
+    ) -> GruGradients;
+}
+
+/// Gradients of a GRU layer's inputs (`dx` only when asked).
+pub struct GruGradients {
+    pub dx: Option<Tensor>,
+    pub dh0: Tensor,
+    pub dw_ih: Tensor,
+    pub dw_hh: Tensor,
+    pub db_ih: Tensor,
+    pub db_hh: Tensor,
+}
+
+/// The fused feed-forward block (see `ops::ffn`). `dropout` is `(p, stream)` when active.
+#[allow(clippy::too_many_arguments)]
+pub trait FeedForwardKernels {
+    /// `x` `[N, d]` → (`y` `[N, d_out]`, the pre-activation `x·W1 + b1` `[N, F]`).
+    fn ffn_forward(
+        &self,
+        x: &Tensor,
+        w1: &Tensor,
+        b1: &Tensor,
+        w2: &Tensor,
+        b2: &Tensor,
+        activation: Activation,
+        dropout: Option<(f32, u32)>,
+    ) -> (Tensor, Tensor);
+    /// Gradients from `d_y` `[N, d_out]`, recomputing the activation and dropout mask.
+    fn ffn_backward(
+        &self,
+        x: &Tensor,
+        w1: &Tensor,
+        w2: &Tensor,
+        pre_activation: &Tensor,
+        d_y: &Tensor,
+        activation: Activation,
+        dropout: Option<(f32, u32)>,
+        want_dx: bool,
+    ) -> FfnGradients;
+}
+
+/// Gradients of a feed-forward block's inputs (`dx` only when asked).
+pub struct FfnGradients {
+    pub dx: Option<Tensor>,
+    pub dw1: Tensor,
+    pub db1: Tensor,
+    pub dw2: Tensor,
+    pub db2: Tensor,
+}
+
+/// Every kernel family: what a device must provide to run seqrec.
 /// How a fused attention call is configured (see `Tape::attention`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionSpec {
@@ -91,7 +393,19 @@ pub trait AttentionKernels {
 }
 
 /// Every kernel family: what a device must provide to run seqrec.
-pub trait Backend: LinalgKernels + ElementwiseKernels + AttentionKernels + Send + Sync {
+pub trait Backend:
+    LinalgKernels
+    + ElementwiseKernels
+    + ActivationKernels
+    + ShapeKernels
+    + NnKernels
+    + ConvKernels
+    + RecurrentKernels
+    + FeedForwardKernels
+    + AttentionKernels
+    + Send
+    + Sync
+{
     /// A one-line description for logs, e.g. "cpu (2 threads)".
     fn name(&self) -> String;
     fn device(&self) -> Device;

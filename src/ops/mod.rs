@@ -2,8 +2,17 @@
 //! forward and its `Backward` sit side by side. Forward validates shapes and returns `Err`
 //! on a mismatch; the kernels it calls (through the `Backend`) assume valid shapes.
 
+mod activation;
 mod arithmetic;
+mod conv;
+mod ffn;
+mod gru;
+mod loss;
 mod attention;
 mod matmul;
+mod nn;
+mod reduce;
+mod shape;
 
 pub use arithmetic::broadcast_shape;
+pub use ffn::Activation;

@@ -1,9 +1,15 @@
 //! The CPU backend: rayon over independent rows, batches or heads (never nested), inner
 //! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
 
+mod activation;
+mod conv;
 mod attention;
 mod elementwise;
+mod ffn;
+mod gru;
 mod linalg;
+mod nn;
+mod shape;
 
 use super::Backend;
 use crate::tensor::{Device, Storage, Tensor};

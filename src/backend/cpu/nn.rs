@@ -1,0 +1,290 @@
+//! Row-wise neural-network kernels on the CPU: softmax, log-softmax, layer norm, dropout,
+//! the fused cross-entropy, and binary cross-entropy. Rows are independent: rayon over rows.
+
+use rayon::prelude::*;
+
+use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
+use crate::backend::{NnKernels, sigmoid};
+use crate::rng::uniform_at;
+use crate::tensor::Tensor;
+
+/// Runs `f(row index, output row)` over rows of `width`, in parallel when large.
+fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if width == 0 {
+        return;
+    }
+    if out.len() >= PARALLEL_MIN_ELEMENTS {
+        out.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(r, o)| f(r, o));
+    } else {
+        out.chunks_mut(width).enumerate().for_each(|(r, o)| f(r, o));
+    }
+}
+
+fn last(x: &Tensor) -> usize {
+    x.shape().last().copied().unwrap_or(1)
+}
+
+/// max and log Σ exp(x − max) of a row.
+#[inline]
+fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln()
+}
+
+impl NnKernels for CpuBackend {
+    fn softmax(&self, x: &Tensor) -> Tensor {
+        let (xs, w) = (x.cpu(), last(x));
+        let mut out = vec![0.0f32; xs.len()];
+        rows_mut(&mut out, w, |r, o| {
+            let row = &xs[r * w..(r + 1) * w];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = (v - max).exp();
+                sum += *o;
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|o| *o *= inv);
+        });
+        tensor(x.shape(), out)
+    }
+
+    fn softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor {
+        let (ys, ds, w) = (y.cpu(), dy.cpu(), last(y));
+        let mut out = vec![0.0f32; ys.len()];
+        rows_mut(&mut out, w, |r, o| {
+            let (yr, dr) = (&ys[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
+            let dot: f32 = yr.iter().zip(dr).map(|(a, b)| a * b).sum();
+            for ((o, &y), &d) in o.iter_mut().zip(yr).zip(dr) {
+                *o = y * (d - dot);
+            }
+        });
+        tensor(y.shape(), out)
+    }
+
+    fn log_softmax(&self, x: &Tensor) -> Tensor {
+        let (xs, w) = (x.cpu(), last(x));
+        let mut out = vec![0.0f32; xs.len()];
+        rows_mut(&mut out, w, |r, o| {
+            let row = &xs[r * w..(r + 1) * w];
+            let lse = log_sum_exp(row);
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = v - lse;
+            }
+        });
+        tensor(x.shape(), out)
+    }
+
+    fn log_softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor {
+        let (ys, ds, w) = (y.cpu(), dy.cpu(), last(y));
+        let mut out = vec![0.0f32; ys.len()];
+        rows_mut(&mut out, w, |r, o| {
+            let (yr, dr) = (&ys[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
+            let total: f32 = dr.iter().sum();
+            for ((o, &y), &d) in o.iter_mut().zip(yr).zip(dr) {
+                *o = d - y.exp() * total;
+            }
+        });
+        tensor(y.shape(), out)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> (Tensor, Vec<f32>, Vec<f32>) {
+        let (xs, g, b, w) = (x.cpu(), gain.cpu(), bias.cpu(), last(x));
+        let rows = xs.len() / w.max(1);
+        let mut out = vec![0.0f32; xs.len()];
+        let mut stats = vec![(0.0f32, 0.0f32); rows];
+        let kernel = |(r, (o, stat)): (usize, (&mut [f32], &mut (f32, f32)))| {
+            let row = &xs[r * w..(r + 1) * w];
+            // Welford's running mean and sum of squared deviations.
+            let (mut mean, mut m2) = (0.0f32, 0.0f32);
+            for (i, &v) in row.iter().enumerate() {
+                let delta = v - mean;
+                mean += delta / (i + 1) as f32;
+                m2 += delta * (v - mean);
+            }
+            let rstd = 1.0 / (m2 / w as f32 + eps).sqrt();
+            for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(g).zip(b) {
+                *o = (v - mean) * rstd * g + b;
+            }
+            *stat = (mean, rstd);
+        };
+        if xs.len() >= PARALLEL_MIN_ELEMENTS {
+            out.par_chunks_mut(w)
+                .zip(stats.par_iter_mut())
+                .enumerate()
+                .for_each(kernel);
+        } else {
+            out.chunks_mut(w)
+                .zip(stats.iter_mut())
+                .enumerate()
+                .for_each(kernel);
+        }
+        let (mean, rstd) = stats.into_iter().unzip();
+        (tensor(x.shape(), out), mean, rstd)
+    }
+
+    fn layer_norm_backward(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        mean: &[f32],
+        rstd: &[f32],
+        dy: &Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (xs, g, ds, w) = (x.cpu(), gain.cpu(), dy.cpu(), last(x));
+        let mut dx = vec![0.0f32; xs.len()];
+        // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·g, x̂ = (x − μ)·rstd.
+        rows_mut(&mut dx, w, |r, o| {
+            let (row, d) = (&xs[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
+            let (mu, rs) = (mean[r], rstd[r]);
+            let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+            for i in 0..w {
+                let gh = d[i] * g[i];
+                sum_g += gh;
+                sum_gx += gh * (row[i] - mu) * rs;
+            }
+            let (mean_g, mean_gx) = (sum_g / w as f32, sum_gx / w as f32);
+            for i in 0..w {
+                let xhat = (row[i] - mu) * rs;
+                o[i] = rs * (d[i] * g[i] - mean_g - xhat * mean_gx);
+            }
+        });
+        // dgain = Σ_rows dy·x̂, dbias = Σ_rows dy: per-thread partial sums, then added.
+        let rows = xs.len() / w.max(1);
+        let (dg, db) = (0..rows)
+            .into_par_iter()
+            .with_min_len(256)
+            .fold(
+                || (vec![0.0f32; w], vec![0.0f32; w]),
+                |(mut dg, mut db), r| {
+                    let (row, d) = (&xs[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
+                    for i in 0..w {
+                        dg[i] += d[i] * (row[i] - mean[r]) * rstd[r];
+                        db[i] += d[i];
+                    }
+                    (dg, db)
+                },
+            )
+            .reduce(
+                || (vec![0.0f32; w], vec![0.0f32; w]),
+                |(mut a, mut b), (c, d)| {
+                    a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
+                    b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
+                    (a, b)
+                },
+            );
+        (tensor(x.shape(), dx), tensor(&[w], dg), tensor(&[w], db))
+    }
+
+    fn dropout(&self, x: &Tensor, p: f32, stream: u32) -> Tensor {
+        let xs = x.cpu();
+        let scale = 1.0 / (1.0 - p);
+        let mut out = vec![0.0f32; xs.len()];
+        rows_mut(&mut out, 4096, |chunk, o| {
+            let start = chunk * 4096;
+            for (j, o) in o.iter_mut().enumerate() {
+                let i = start + j;
+                *o = if uniform_at(stream, i as u32) < p {
+                    0.0
+                } else {
+                    xs[i] * scale
+                };
+            }
+        });
+        tensor(x.shape(), out)
+    }
+
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Vec<f32>) {
+        let (xs, c) = (logits.cpu(), last(logits));
+        let lse: Vec<f32> = if xs.len() >= PARALLEL_MIN_ELEMENTS {
+            xs.par_chunks(c).map(log_sum_exp).collect()
+        } else {
+            xs.chunks(c).map(log_sum_exp).collect()
+        };
+        let total_weight: f64 = weights.iter().map(|&w| w as f64).sum();
+        if total_weight == 0.0 {
+            return (0.0, lse);
+        }
+        let loss: f64 = (0..lse.len())
+            .filter(|&r| weights[r] != 0.0)
+            .map(|r| weights[r] as f64 * (lse[r] - xs[r * c + targets[r] as usize]) as f64)
+            .sum();
+        ((loss / total_weight) as f32, lse)
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        logits: &Tensor,
+        lse: &[f32],
+        targets: &[u32],
+        weights: &[f32],
+        dloss: f32,
+    ) -> Tensor {
+        let (xs, c) = (logits.cpu(), last(logits));
+        let total_weight: f32 = weights.iter().sum();
+        let scale = if total_weight == 0.0 {
+            0.0
+        } else {
+            dloss / total_weight
+        };
+        let mut out = vec![0.0f32; xs.len()];
+        rows_mut(&mut out, c, |r, o| {
+            let w = weights[r] * scale;
+            if w == 0.0 {
+                return;
+            }
+            let row = &xs[r * c..(r + 1) * c];
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = w * (v - lse[r]).exp();
+            }
+            o[targets[r] as usize] -= w;
+        });
+        tensor(logits.shape(), out)
+    }
+
+    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32 {
+        let (xs, ys) = (logits.cpu(), labels.cpu());
+        let total: f64 = weights.iter().map(|&w| w as f64).sum();
+        if total == 0.0 {
+            return 0.0;
+        }
+        let loss: f64 = xs
+            .iter()
+            .zip(ys)
+            .zip(weights)
+            .filter(|(_, w)| **w != 0.0)
+            .map(|((&x, &y), &w)| w as f64 * (x.max(0.0) - x * y + (-x.abs()).exp().ln_1p()) as f64)
+            .sum();
+        (loss / total) as f32
+    }
+
+    fn bce_with_logits_backward(
+        &self,
+        logits: &Tensor,
+        labels: &Tensor,
+        weights: &[f32],
+        dloss: f32,
+    ) -> Tensor {
+        let (xs, ys) = (logits.cpu(), labels.cpu());
+        let total: f32 = weights.iter().sum();
+        let scale = if total == 0.0 { 0.0 } else { dloss / total };
+        let out = xs
+            .iter()
+            .zip(ys)
+            .zip(weights)
+            .map(|((&x, &y), &w)| w * scale * (sigmoid(x) - y))
+            .collect();
+        tensor(logits.shape(), out)
+    }
+}

@@ -1,0 +1,296 @@
+//! Run configuration: one TOML file (every field optional, defaults below) plus
+//! `--set section.key=value` overrides from the command line. Unknown keys are errors, so a
+//! typo never silently falls back to a default.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Model name: amsrm, sasrec, caser, bprmf, attrec.
+    pub model: String,
+    pub data: DataConfig,
+    pub model_options: ModelConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Fixed sequence length n: keep the latest n items, left-pad with 0.
+    pub max_len: usize,
+    /// Keep only interactions with rating ≥ this (none = every interaction is positive).
+    pub min_rating: Option<f32>,
+    /// Drop repeated (user, item) pairs, keeping the first.
+    pub dedup: bool,
+    /// Iterated k-core filter: minimum interactions per user and per item.
+    pub k_core: Option<(usize, usize)>,
+    /// Buckets for numeric side information (age, year).
+    pub numeric_buckets: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Embedding / hidden width d.
+    pub dim: usize,
+    /// Self-attention blocks (AMSRM, SASRec).
+    pub blocks: usize,
+    pub heads: usize,
+    pub dropout: f32,
+    /// Width of the FFN's hidden layer (SASRec uses d).
+    pub ffn_dim: usize,
+    /// AMSRM: weight side-information fields with feature-level attention (false = plain
+    /// concatenation, the ablation).
+    pub feature_attention: bool,
+    /// AMSRM: use user features.
+    pub user_features: bool,
+    /// AMSRM: use item features.
+    pub item_features: bool,
+    /// AMSRM: use the behaviour type of each interaction.
+    pub behaviour: bool,
+    /// Caser: number of horizontal filters per height and of vertical filters.
+    pub caser_horizontal: usize,
+    pub caser_vertical: usize,
+    /// Caser: items predicted per training window (the paper's T).
+    pub caser_targets: usize,
+    /// AttRec: weight ω of the short-term (self-attention) part against the long-term part.
+    pub attrec_weight: f32,
+    /// AttRec: margin of the hinge loss.
+    pub attrec_margin: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    /// Decoupled weight decay (AdamW); 0 = Adam.
+    pub weight_decay: f32,
+    /// "ce" (full softmax over the catalogue) or "bce" (sampled negatives, the papers' recipe).
+    pub loss: String,
+    /// Negatives per positive for BCE.
+    pub negatives: usize,
+    /// Stop after this many evaluations without a better validation NDCG@10 (0 = never).
+    pub patience: usize,
+    /// Evaluate on the validation set every this many epochs.
+    pub eval_every: usize,
+    /// Clip the global gradient norm (0 = off).
+    pub clip_norm: f32,
+    pub seed: u64,
+    /// Threads for the CPU backend (0 = all cores).
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub ks: Vec<usize>,
+    /// Exclude the user's known items from the ranking (the target never is).
+    pub exclude_history: bool,
+    /// Sampled evaluation with this many negatives instead of full ranking (labelled as such).
+    pub sampled_negatives: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: "amsrm".into(),
+            data: DataConfig::default(),
+            model_options: ModelConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            max_len: 50,
+            min_rating: None,
+            dedup: false,
+            k_core: None,
+            numeric_buckets: 8,
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            dim: 64,
+            blocks: 2,
+            heads: 1,
+            dropout: 0.2,
+            ffn_dim: 64,
+            feature_attention: true,
+            user_features: true,
+            item_features: true,
+            behaviour: true,
+            caser_horizontal: 16,
+            caser_vertical: 4,
+            caser_targets: 3,
+            attrec_weight: 0.3,
+            attrec_margin: 0.5,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 200,
+            batch_size: 128,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            loss: "ce".into(),
+            negatives: 1,
+            patience: 20,
+            eval_every: 1,
+            clip_norm: 0.0,
+            seed: 1,
+            threads: 0,
+        }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            ks: vec![5, 10, 15, 20],
+            exclude_history: true,
+            sampled_negatives: None,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML config, applies `key=value` overrides (dotted keys, values in TOML syntax;
+    /// a bare word is taken as a string), and checks the result.
+    pub fn from_toml_with_overrides(text: &str, overrides: &[String]) -> Result<Config> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| Error::Invalid(format!("config: {e}")))?;
+        for assignment in overrides {
+            let (key, raw) = assignment.split_once('=').ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--set {assignment}: expected key=value, e.g. train.lr=0.001"
+                ))
+            })?;
+            let parsed: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+                Ok(mut t) => t.remove("v").expect("parsed key"),
+                Err(_) => toml::Value::String(raw.to_string()),
+            };
+            set_dotted(&mut value, key.trim(), parsed)?;
+        }
+        let config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Invalid(format!("config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Invalid(format!("config: {what}")));
+        if self.data.max_len == 0 {
+            return bad("data.max_len must be at least 1".into());
+        }
+        if self.model_options.dim == 0
+            || self.model_options.heads == 0
+            || self.model_options.dim % self.model_options.heads != 0
+        {
+            return bad(format!(
+                "model_options.dim ({}) must be a positive multiple of heads ({})",
+                self.model_options.dim, self.model_options.heads
+            ));
+        }
+        if !(0.0..1.0).contains(&self.model_options.dropout) {
+            return bad(format!(
+                "model_options.dropout must be in [0, 1), got {}",
+                self.model_options.dropout
+            ));
+        }
+        if self.train.loss != "ce" && self.train.loss != "bce" {
+            return bad(format!(
+                "train.loss must be \"ce\" or \"bce\", got {:?}",
+                self.train.loss
+            ));
+        }
+        if self.train.batch_size == 0 || self.train.epochs == 0 || self.train.eval_every == 0 {
+            return bad(
+                "train.batch_size, train.epochs and train.eval_every must be at least 1".into(),
+            );
+        }
+        if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
+            return bad("eval.ks must be a non-empty list of positive cut-offs".into());
+        }
+        Ok(())
+    }
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts
+        .pop()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Invalid(format!("--set: empty key in {key:?}")))?;
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::Invalid(format!("--set {key}: `{part}` is not a section")))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        assert_eq!(
+            Config::from_toml_with_overrides("", &[]).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn overrides_apply_with_types() {
+        let text = "model = \"sasrec\"\n[train]\nlr = 0.01\n";
+        let sets = vec![
+            "train.lr=0.005".to_string(),
+            "train.loss=bce".to_string(),
+            "data.max_len=30".to_string(),
+            "eval.ks=[1,2]".to_string(),
+        ];
+        let c = Config::from_toml_with_overrides(text, &sets).unwrap();
+        assert_eq!(c.model, "sasrec");
+        assert_eq!(c.train.lr, 0.005);
+        assert_eq!(c.train.loss, "bce");
+        assert_eq!(c.data.max_len, 30);
+        assert_eq!(c.eval.ks, vec![1, 2]);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        assert!(
+            Config::from_toml_with_overrides("[train]\nlearning_rate = 0.1\n", &[])
+                .unwrap_err()
+                .to_string()
+                .contains("learning_rate")
+        );
+        assert!(Config::from_toml_with_overrides("", &["train.loss=hinge".into()]).is_err());
+        assert!(Config::from_toml_with_overrides("", &["train.lr".into()]).is_err());
+        assert!(Config::from_toml_with_overrides("", &["model_options.heads=3".into()]).is_err());
+        assert!(Config::from_toml_with_overrides("[train\n", &[]).is_err());
+    }
+}
