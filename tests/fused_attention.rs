@@ -1,13 +1,14 @@
 //! Fused attention against a plain f64 reference: values and finite-difference gradients for
 //! every combination of heads, causality and key padding (including queries that see no key),
 //! sizes that straddle the kernel's block size, dropout reproducibility and its gradients,
-//! a cross-check against attention composed from the engine's own matmul, and shape errors.
+//! values and gradients against attention composed from the engine's primitive ops, and
+//! shape errors.
 
 mod common;
 
 use common::*;
 use seqrec::rng::{Rng, uniform_at};
-use seqrec::{Tape, Tensor};
+use seqrec::{Tape, Tensor, Var};
 
 /// Attention dropout as the reference applies it.
 #[derive(Clone, Copy)]
@@ -347,45 +348,83 @@ fn dropout_is_reproducible_and_off_in_inference() {
     );
 }
 
-/// Attention composed from the engine's matmul (Q Kᵀ and P V on the tape) with the softmax
-/// in f64 must agree with the fused op. TODO until softmax/masked_fill land on main: compose
-/// the whole graph on the tape and compare gradients too.
+/// Attention composed from the engine's primitive ops on one tape: split heads (reshape +
+/// permute), Q Kᵀ (matmul), scale, key and causal masks (masked_fill), softmax, P V, merge
+/// heads. Fused values and the gradients of q, k, v must match it. Every query sees at least
+/// one key here, because the composed softmax of a fully masked row is uniform, not zero.
+fn composed_attention(
+    tape: &mut Tape,
+    [q, k, v]: [Var; 3],
+    heads: usize,
+    causal: bool,
+    key_mask: &Tensor,
+) -> seqrec::Result<Var> {
+    let shape = tape.shape(q).to_vec();
+    let (batch, len, width) = (shape[0], shape[1], shape[2]);
+    let dh = width / heads;
+    let split = |t: &mut Tape, x: Var| -> seqrec::Result<Var> {
+        let x = t.reshape(x, &[batch, len, heads, dh])?;
+        t.permute(x, &[0, 2, 1, 3])
+    };
+    let (qh, kh, vh) = (split(tape, q)?, split(tape, k)?, split(tape, v)?);
+    let scores = tape.matmul_t(qh, kh, false, true)?;
+    let scores = tape.scale(scores, 1.0 / (dh as f32).sqrt())?;
+    // masked_fill's mask: 1 = fill. Padding keys: [B, 1, 1, L]; causal: [L, L] upper triangle.
+    let padding: Vec<f32> = key_mask.to_vec().iter().map(|&m| 1.0 - m).collect();
+    let padding = Tensor::from_vec(&[batch, 1, 1, len], padding)?;
+    let mut scores = tape.masked_fill(scores, &padding, -1e9)?;
+    if causal {
+        let upper: Vec<f32> = (0..len * len)
+            .map(|n| if n % len > n / len { 1.0 } else { 0.0 })
+            .collect();
+        scores = tape.masked_fill(scores, &Tensor::from_vec(&[len, len], upper)?, -1e9)?;
+    }
+    let probs = tape.softmax(scores)?;
+    let out = tape.matmul(probs, vh)?;
+    let out = tape.permute(out, &[0, 2, 1, 3])?;
+    tape.reshape(out, &[batch, len, width])
+}
+
 #[test]
-fn fused_matches_attention_composed_from_matmul() {
-    let (batch, len, width) = (2, 75, 16);
-    let mut rng = Rng::new(8);
+fn fused_matches_composed_graph_values_and_gradients() {
+    let (batch, len, width) = (2, 70, 16);
     let shape = [batch, len, width];
+    let mut rng = Rng::new(8);
     let data: Vec<Tensor> = (0..3)
         .map(|_| to_tensor(&shape, &random_values(batch * len * width, &mut rng)))
         .collect();
-    let mut tape = Tape::new();
-    let [q, k, v] = [0, 1, 2].map(|n| tape.leaf(data[n].clone()));
-    let fused = tape.attention(q, k, v, 1, true, None, 0.0).unwrap();
-
-    let scores = tape.matmul_t(q, k, false, true).unwrap();
-    let scores = tape.value(scores).to_vec();
-    let scale = 1.0 / (width as f64).sqrt();
-    let mut probs = vec![0.0f32; batch * len * len];
-    for (row_index, (row, p)) in scores.chunks(len).zip(probs.chunks_mut(len)).enumerate() {
-        let i = row_index % len;
-        let max = row[..=i].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-        let e: Vec<f64> = row[..=i]
-            .iter()
-            .map(|&s| ((s as f64 - max) * scale).exp())
-            .collect();
-        let total: f64 = e.iter().sum();
-        for (p, e) in p.iter_mut().zip(&e) {
-            *p = (e / total) as f32;
+    // Item 1: the last 5 keys and one in the middle are padding (key 0 stays real).
+    let mut mask = vec![1.0; batch * len];
+    mask[2 * len - 5..].fill(0.0);
+    mask[len + 30] = 0.0;
+    let mask = to_tensor(&[batch, len], &mask);
+    let seed = to_tensor(&shape, &random_values(batch * len * width, &mut rng));
+    for heads in [1, 2] {
+        for causal in [false, true] {
+            let what = format!("heads={heads} causal={causal}");
+            let run = |composed: bool| {
+                let mut tape = Tape::new();
+                let vars = [0, 1, 2].map(|n| tape.leaf(data[n].clone()));
+                let y = if composed {
+                    composed_attention(&mut tape, vars, heads, causal, &mask)
+                } else {
+                    tape.attention(vars[0], vars[1], vars[2], heads, causal, Some(&mask), 0.0)
+                }
+                .unwrap();
+                let grads = tape.backward_with(y, seed.clone()).unwrap();
+                let mut results = vec![tape.value(y).to_vec()];
+                results.extend(vars.map(|x| grads.get(x).unwrap().to_vec()));
+                results
+            };
+            let (fused, composed) = (run(false), run(true));
+            for (name, (f, c)) in ["out", "dq", "dk", "dv"]
+                .iter()
+                .zip(fused.iter().zip(&composed))
+            {
+                assert_close(&format!("{what} {name}"), f, c, 1e-4);
+            }
         }
     }
-    let p = tape.constant(Tensor::from_vec(&[batch, len, len], probs).unwrap());
-    let composed = tape.matmul(p, v).unwrap();
-    assert_close(
-        "fused vs composed",
-        &tape.value(fused).to_vec(),
-        &tape.value(composed).to_vec(),
-        1e-5,
-    );
 }
 
 #[test]
