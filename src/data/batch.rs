@@ -80,9 +80,10 @@ pub struct Batch {
 /// Vose's alias table: draws index i with probability `weights[i] / sum` in O(1).
 #[derive(Clone, Debug)]
 pub struct AliasTable {
-    /// Probability of keeping the drawn column instead of taking its alias.
-    keep: Vec<f64>,
-    alias: Vec<u32>,
+    /// Per column: (keep threshold, alias). A 32-bit coin below the threshold keeps the
+    /// column (threshold = probability · 2^32), otherwise the alias is drawn. One array, so
+    /// a draw touches one cache line.
+    columns: Vec<(u32, u32)>,
 }
 
 impl AliasTable {
@@ -126,25 +127,37 @@ impl AliasTable {
                 alias[i] = heaviest as u32;
             }
         }
-        Ok(AliasTable { keep, alias })
+        let threshold = |p: f64| (p * 4_294_967_296.0).clamp(0.0, u32::MAX as f64) as u32;
+        let columns = keep
+            .iter()
+            .zip(alias)
+            .map(|(&p, a)| (threshold(p), a))
+            .collect();
+        Ok(AliasTable { columns })
     }
 
     pub fn len(&self) -> usize {
-        self.keep.len()
+        self.columns.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keep.is_empty()
+        self.columns.is_empty()
     }
 
-    #[inline]
     pub fn sample(&self, rng: &mut Rng) -> usize {
-        let column = rng.below(self.keep.len() as u64) as usize;
-        let coin = (rng.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
-        if coin < self.keep[column] {
+        self.sample_bits(rng.next_u64())
+    }
+
+    /// A draw from 64 random bits: the high half picks the column (multiply-shift), the low
+    /// half is the coin.
+    #[inline]
+    pub fn sample_bits(&self, bits: u64) -> usize {
+        let column = (((bits >> 32) * self.columns.len() as u64) >> 32) as usize;
+        let (threshold, alias) = self.columns[column];
+        if (bits as u32) < threshold {
             column
         } else {
-            self.alias[column] as usize
+            alias as usize
         }
     }
 }
@@ -293,7 +306,8 @@ impl Batcher {
     }
 
     /// The batch of the given examples, negatives drawn from `rng`.
-    fn batch(&self, example_ids: &[u32], mut rng: Rng) -> Result<Batch> {
+    fn batch(&self, example_ids: &[u32], rng: Rng) -> Result<Batch> {
+        let mut rng = HalfWords { rng, spare: None };
         let (b, n, k) = (
             example_ids.len(),
             self.config.max_len,
@@ -345,8 +359,10 @@ impl Batcher {
                 for slot in &mut negatives[cell * k..(cell + 1) * k] {
                     *slot = loop {
                         let candidate = match &self.popularity {
-                            Some(table) => table.sample(&mut rng) as u32,
-                            None => 1 + rng.below(self.num_items as u64) as u32,
+                            Some(table) => table.sample_bits(rng.next_u64()) as u32,
+                            None => {
+                                1 + ((rng.next_u32() as u64 * self.num_items as u64) >> 32) as u32
+                            }
                         };
                         let is_excluded =
                             excluded[candidate as usize / 64] & (1 << (candidate % 64)) != 0;
@@ -377,4 +393,30 @@ impl Batcher {
 fn stream_seed(seed: u64, epoch: u64, stream: u64) -> u64 {
     let mut rng = Rng::new(seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     rng.next_u64() ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed69)
+}
+
+/// 32 random bits at a time from the 64-bit generator: half the generator calls for uniform
+/// negatives (the multiply-shift bias, at most num_items / 2^32, is negligible).
+struct HalfWords {
+    rng: Rng,
+    spare: Option<u32>,
+}
+
+impl HalfWords {
+    #[inline]
+    fn next_u32(&mut self) -> u32 {
+        match self.spare.take() {
+            Some(bits) => bits,
+            None => {
+                let bits = self.rng.next_u64();
+                self.spare = Some(bits as u32);
+                (bits >> 32) as u32
+            }
+        }
+    }
+
+    #[inline]
+    fn next_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
 }
