@@ -5,6 +5,9 @@
 //! pipeline (which turns it into sequences, splits and batches). Ids are internal and
 //! contiguous; id 0 is reserved for padding (and for "unknown" in side-information fields).
 
+pub mod find;
+pub mod load;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
