@@ -4,11 +4,11 @@
 
 mod activation;
 mod arithmetic;
+mod attention;
 mod conv;
 mod ffn;
 mod gru;
 mod loss;
-mod attention;
 mod matmul;
 mod nn;
 mod reduce;

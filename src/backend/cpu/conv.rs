@@ -88,12 +88,12 @@ impl ConvKernels for CpuBackend {
             for t in 0..lo {
                 let window = &row[t * stride..t * stride + kernel];
                 if max {
-                    let (best, value) = window
-                        .iter()
-                        .enumerate()
-                        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    let (best, value) = window.iter().enumerate().fold(
+                        (0, f32::NEG_INFINITY),
+                        |(bi, bv), (i, &v)| {
                             if v > bv { (i, v) } else { (bi, bv) }
-                        });
+                        },
+                    );
                     out[r * lo + t] = value;
                     arg[r * lo + t] = (t * stride + best) as u32;
                 } else {

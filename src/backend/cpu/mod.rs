@@ -2,8 +2,8 @@
 //! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
 
 mod activation;
-mod conv;
 mod attention;
+mod conv;
 mod elementwise;
 mod ffn;
 mod gru;
