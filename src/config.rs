@@ -52,6 +52,8 @@ pub struct ModelConfig {
     pub item_features: bool,
     /// AMSRM: use the behaviour type of each interaction.
     pub behaviour: bool,
+    /// Caser and AttRec: the window of latest items the short-term part looks at (the papers' L).
+    pub window: usize,
     /// Caser: number of horizontal filters per height and of vertical filters.
     pub caser_horizontal: usize,
     pub caser_vertical: usize,
@@ -132,6 +134,7 @@ impl Default for ModelConfig {
             user_features: true,
             item_features: true,
             behaviour: true,
+            window: 5,
             caser_horizontal: 16,
             caser_vertical: 4,
             caser_targets: 3,

@@ -7,14 +7,17 @@
 pub mod autograd;
 pub mod backend;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod models;
 pub mod ops;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Tape, Var};
 pub use error::{Error, Result};

@@ -1,3 +1,5 @@
+//! The `seqrec` command line.
+
 fn main() {
-    println!("seqrec {}", env!("CARGO_PKG_VERSION"));
+    std::process::exit(seqrec::cli::main());
 }

@@ -11,6 +11,8 @@ pub mod load;
 pub mod preprocess;
 pub mod split;
 
+pub mod stats;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

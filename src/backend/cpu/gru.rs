@@ -8,43 +8,24 @@
 //! `[rows, 3H] × [3H, H]` GEMM for dh; then dx, dW_ih, dW_hh as GEMMs over all the block's
 //! steps; the blocks' weight gradients are summed at the end.
 //!
-//! The gate math uses `exp_approx` (relative error ~1e-7) instead of libm's `exp`: it is
+//! The gate math uses `math::fast_exp` (relative error ~1e-7) instead of libm's `exp`: it is
 //! branch-free, so the loops over H vectorize, and libm calls would dominate the run time.
 
 use rayon::prelude::*;
 
+use super::math::fast_exp;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, sgemm, tensor};
 use crate::backend::{GruGradients, RecurrentKernels};
 use crate::tensor::Tensor;
 
-/// e^x for x in f32 range, without branches. e^x = 2^k · e^r with k = round(x / ln 2) and
-/// |r| ≤ ln 2 / 2, where e^r is its Taylor polynomial of degree 6 (error < 2e-7).
-#[inline(always)]
-pub(super) fn exp_approx(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75; // ln 2 split in two so that k · LN2_HI is exact
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding 1.5·2^23 leaves round(v) in the low mantissa bits (round to nearest).
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * LOG2E + ROUND;
-    let k = shifted - ROUND;
-    let r = x - k * LN2_HI - k * LN2_LO;
-    let poly = 1.0
-        + r * (1.0
-            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
-    let k_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
-    poly * f32::from_bits(((k_int + 127) << 23) as u32)
-}
-
 #[inline(always)]
 fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + exp_approx(-v))
+    1.0 / (1.0 + fast_exp(-v))
 }
 
 #[inline(always)]
 fn tanh(v: f32) -> f32 {
-    1.0 - 2.0 / (exp_approx(2.0 * v) + 1.0)
+    1.0 - 2.0 / (fast_exp(2.0 * v) + 1.0)
 }
 
 /// Sizes of one GRU call.

@@ -8,6 +8,7 @@ mod elementwise;
 mod ffn;
 mod gru;
 mod linalg;
+mod math;
 mod nn;
 mod shape;
 

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::math::{fast_exp, max_of};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::{NnKernels, sigmoid};
 use crate::rng::uniform_at;
@@ -26,14 +27,23 @@ fn last(x: &Tensor) -> usize {
     x.shape().last().copied().unwrap_or(1)
 }
 
-/// max and log Σ exp(x − max) of a row.
+/// log Σ exp(x) of a row, as max + log Σ exp(x − max).
 #[inline]
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_of(row);
     if max == f32::NEG_INFINITY {
         return max;
     }
-    max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln()
+    // Eight partial sums so that the loop vectorizes.
+    let mut lanes = [0.0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| fast_exp(v - max)).sum();
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += fast_exp(v - max);
+        }
+    }
+    max + (lanes.iter().sum::<f32>() + tail).ln()
 }
 
 impl NnKernels for CpuBackend {
@@ -42,13 +52,11 @@ impl NnKernels for CpuBackend {
         let mut out = vec![0.0f32; xs.len()];
         rows_mut(&mut out, w, |r, o| {
             let row = &xs[r * w..(r + 1) * w];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
+            let max = max_of(row);
             for (o, &v) in o.iter_mut().zip(row) {
-                *o = (v - max).exp();
-                sum += *o;
+                *o = fast_exp(v - max);
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / super::math::sum_of(o);
             o.iter_mut().for_each(|o| *o *= inv);
         });
         tensor(x.shape(), out)
@@ -87,7 +95,7 @@ impl NnKernels for CpuBackend {
             let (yr, dr) = (&ys[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
             let total: f32 = dr.iter().sum();
             for ((o, &y), &d) in o.iter_mut().zip(yr).zip(dr) {
-                *o = d - y.exp() * total;
+                *o = d - fast_exp(y) * total;
             }
         });
         tensor(y.shape(), out)
@@ -245,8 +253,9 @@ impl NnKernels for CpuBackend {
                 return;
             }
             let row = &xs[r * c..(r + 1) * c];
+            let shift = lse[r];
             for (o, &v) in o.iter_mut().zip(row) {
-                *o = w * (v - lse[r]).exp();
+                *o = w * fast_exp(v - shift);
             }
             o[targets[r] as usize] -= w;
         });

@@ -1,0 +1,94 @@
+//! One SASRec training step (forward, backward, Adam) at the shapes of
+//! `torch_micro.py` case d): batch 128, L = 50, d = 64, 2 blocks, 1 head, every position a
+//! real target, 1,682 items; full-softmax CE with dropout 0.2 and 0.0, and BCE with one
+//! negative and dropout 0.2.
+
+use seqrec::config::ModelConfig;
+use seqrec::models::sasrec::SasRec;
+use seqrec::models::{LossKind, Model, SequenceInput, TrainingBatch};
+use seqrec::optim::Adam;
+use seqrec::rng::Rng;
+use seqrec::{Ids, Tape, Tensor};
+
+use crate::Case;
+
+const ITEMS: usize = 1682;
+
+fn batch(len: usize, seed: u64) -> TrainingBatch {
+    let (b, n) = (128, len);
+    let mut rng = Rng::new(seed);
+    let mut draw = |count: usize| {
+        (0..count)
+            .map(|_| 1 + rng.below(ITEMS as u64) as u32)
+            .collect::<Vec<_>>()
+    };
+    let items = draw(b * n);
+    let positives = draw(b * n);
+    let negatives = draw(b * n);
+    TrainingBatch {
+        input: SequenceInput {
+            users: Ids::from_vec(&[b], vec![1; b]).unwrap(),
+            items: Ids::from_vec(&[b, n], items).unwrap(),
+            behaviours: Ids::from_vec(&[b, n], vec![0; b * n]).unwrap(),
+        },
+        positives: Ids::from_vec(&[b, n], positives).unwrap(),
+        negatives: Ids::from_vec(&[b, n, 1], negatives).unwrap(),
+        weights: Tensor::full(&[b, n], 1.0),
+    }
+}
+
+fn step_case(name: &str, len: usize, loss: LossKind, dropout: f32) -> Case {
+    let config = ModelConfig {
+        dropout,
+        ..ModelConfig::default()
+    };
+    let mut model = SasRec::new(ITEMS, len, &config, 1).unwrap();
+    let mut adam = Adam::new(1e-3);
+    let data = batch(len, 7);
+    let mut step = 0u32;
+    Case {
+        name: name.to_string(),
+        flops: None,
+        run: Box::new(move || {
+            step += 1;
+            let mut tape = Tape::new();
+            tape.set_seed(step);
+            let l = model.loss(&mut tape, &data, loss).unwrap();
+            let grads = tape.backward(l).unwrap();
+            drop(tape);
+            let store = model.params_mut();
+            store.zero_grad();
+            grads.accumulate_into(store);
+            adam.step(store);
+        }),
+    }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        step_case(
+            "sasrec_train_step_ce_L50_dropout0.2",
+            50,
+            LossKind::FullSoftmax,
+            0.2,
+        ),
+        step_case(
+            "sasrec_train_step_ce_L50_dropout0.0",
+            50,
+            LossKind::FullSoftmax,
+            0.0,
+        ),
+        step_case(
+            "sasrec_train_step_bce_L50_dropout0.2",
+            50,
+            LossKind::SampledBce,
+            0.2,
+        ),
+        step_case(
+            "sasrec_train_step_ce_L200_dropout0.2",
+            200,
+            LossKind::FullSoftmax,
+            0.2,
+        ),
+    ]
+}

@@ -1,0 +1,149 @@
+//! The recommendation models. Each model file reads like its paper; this file holds what
+//! they share: the `Model` interface, the batch types a model consumes, and the two training
+//! losses over next-item targets.
+
+pub mod amsrm;
+pub mod attrec;
+pub mod bprmf;
+pub mod caser;
+pub mod layers;
+pub mod sasrec;
+pub mod side_info;
+pub mod windows;
+
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::optim::ParamStore;
+use crate::tensor::{Ids, Tensor};
+
+/// A batch of user sequences as a model sees them.
+#[derive(Clone, Debug)]
+pub struct SequenceInput {
+    /// Internal user ids `[B]` (0 = unknown user, e.g. an anonymous sequence).
+    pub users: Ids,
+    /// Item ids `[B, n]`: the latest n items, left-padded with 0.
+    pub items: Ids,
+    /// Behaviour type of each item `[B, n]` (0 = padding or unknown).
+    pub behaviours: Ids,
+}
+
+/// A training batch: inputs and, at every position, the next item to predict.
+#[derive(Clone, Debug)]
+pub struct TrainingBatch {
+    pub input: SequenceInput,
+    /// The next item after each input position `[B, n]` (0 where there is none).
+    pub positives: Ids,
+    /// Sampled negatives per position `[B, n, k]` (used by the BCE loss).
+    pub negatives: Ids,
+    /// 1 where `positives` is a real target, 0 elsewhere `[B, n]`.
+    pub weights: Tensor,
+}
+
+/// Which training loss to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Softmax cross-entropy over the whole catalogue at every position.
+    FullSoftmax,
+    /// Binary cross-entropy on the positive and the sampled negatives (the papers' recipe).
+    SampledBce,
+}
+
+impl LossKind {
+    pub fn parse(name: &str) -> Result<LossKind> {
+        match name {
+            "ce" => Ok(LossKind::FullSoftmax),
+            "bce" => Ok(LossKind::SampledBce),
+            other => Err(Error::Invalid(format!(
+                "unknown loss {other:?}: use \"ce\" or \"bce\""
+            ))),
+        }
+    }
+}
+
+/// What every model implements.
+pub trait Model: Send + Sync {
+    /// The model's name as the CLI spells it.
+    fn name(&self) -> &'static str;
+    fn params(&self) -> &ParamStore;
+    fn params_mut(&mut self) -> &mut ParamStore;
+    /// Records the training loss of `batch` on `tape`.
+    fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var>;
+    /// Records the score of every item for each sequence: `[B, items + 1]`, column i = item i
+    /// (column 0 is padding and is never recommended).
+    fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var>;
+}
+
+/// Next-item loss at every position. `hidden` `[B, n, d]` are the sequence representations,
+/// `items` `[items + 1, d]` the item representations scores are taken against.
+pub fn next_item_loss(
+    tape: &mut Tape,
+    hidden: Var,
+    items: Var,
+    batch: &TrainingBatch,
+    kind: LossKind,
+) -> Result<Var> {
+    let shape = tape.shape(hidden).to_vec();
+    let (b, n, d) = (shape[0], shape[1], shape[2]);
+    match kind {
+        LossKind::FullSoftmax => {
+            let rows = tape.reshape(hidden, &[b * n, d])?;
+            let logits = tape.matmul_t(rows, items, false, true)?;
+            let targets = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
+            let weights = batch.weights.reshaped(&[b * n])?;
+            tape.cross_entropy(logits, &targets, Some(&weights))
+        }
+        LossKind::SampledBce => {
+            let k = batch.negatives.shape()[2];
+            let positive = tape.embedding(items, &batch.positives)?;
+            let product = tape.mul(hidden, positive)?;
+            let positive_logits = tape.sum(product, &[2], false)?;
+            let negative = tape.embedding(items, &batch.negatives)?;
+            let hidden4 = tape.reshape(hidden, &[b, n, 1, d])?;
+            let product = tape.mul(hidden4, negative)?;
+            let negative_logits = tape.sum(product, &[3], false)?;
+            let ones = Tensor::full(&[b, n], 1.0);
+            let zeros = Tensor::zeros(&[b, n, k]);
+            let negative_weights = expand_last(&batch.weights, k)?;
+            let positive_loss =
+                tape.bce_with_logits(positive_logits, &ones, Some(&batch.weights))?;
+            let negative_loss =
+                tape.bce_with_logits(negative_logits, &zeros, Some(&negative_weights))?;
+            // Mean over real positions of (−log σ(pos) − Σ_j log σ(−neg_j)/k)·… the two terms
+            // are averaged separately and added, as in SASRec's reference code.
+            tape.add(positive_loss, negative_loss)
+        }
+    }
+}
+
+/// Scores of every item from the representation at the last position: `[B, items + 1]`.
+pub fn last_position_scores(tape: &mut Tape, hidden: Var, items: Var) -> Result<Var> {
+    let shape = tape.shape(hidden).to_vec();
+    let (b, n, d) = (shape[0], shape[1], shape[2]);
+    let last = tape.slice(hidden, 1, n - 1, 1)?;
+    let last = tape.reshape(last, &[b, d])?;
+    tape.matmul_t(last, items, false, true)
+}
+
+/// `[B, n]` → `[B, n, k]` by repeating each value k times.
+fn expand_last(weights: &Tensor, k: usize) -> Result<Tensor> {
+    let mut shape = weights.shape().to_vec();
+    shape.push(k);
+    Tensor::from_vec(
+        &shape,
+        weights
+            .to_vec()
+            .iter()
+            .flat_map(|&w| std::iter::repeat_n(w, k))
+            .collect(),
+    )
+}
+
+/// `[B, n]` mask with 1 at real (non-padding) items.
+pub fn padding_mask(items: &Ids) -> Tensor {
+    let values = items
+        .values()
+        .iter()
+        .map(|&i| if i == 0 { 0.0 } else { 1.0 })
+        .collect();
+    Tensor::from_vec(items.shape(), values).expect("same element count")
+}

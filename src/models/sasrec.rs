@@ -1,0 +1,109 @@
+//! SASRec — Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
+//!
+//! Embedding (section III-A): E = M_s·√d + P, item embeddings M (shared with the output
+//! layer) plus learned positions P, dropout, padding rows zeroed.
+//! Self-attention blocks (III-B, III-C): b blocks of causal attention + point-wise FFN with
+//! residuals, layer normalisation and dropout (`layers::AttentionBlock`), then a final layer
+//! norm.
+//! Prediction (III-D): r_{i,t} = F_t · M_i, the inner product with the shared item embedding.
+//! Training (III-E): next item at every position; BCE with one sampled negative (the paper) or
+//! full-softmax cross-entropy (the option that usually works better).
+
+use super::layers::{AttentionBlock, LayerNorm};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss,
+    padding_mask,
+};
+use crate::autograd::{Tape, Var};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::optim::{ParamId, ParamStore};
+use crate::rng::Rng;
+
+pub struct SasRec {
+    store: ParamStore,
+    item_embedding: ParamId,
+    position_embedding: ParamId,
+    blocks: Vec<AttentionBlock>,
+    final_norm: LayerNorm,
+    dim: usize,
+    dropout: f32,
+}
+
+impl SasRec {
+    pub fn new(items: usize, max_len: usize, config: &ModelConfig, seed: u64) -> Result<SasRec> {
+        let mut rng = Rng::new(seed);
+        let mut store = ParamStore::new();
+        let d = config.dim;
+        let item_embedding = store.add_xavier("item_embedding", &[items + 1, d], &mut rng)?;
+        let position_embedding = store.add_xavier("position_embedding", &[max_len, d], &mut rng)?;
+        let blocks = (0..config.blocks)
+            .map(|b| {
+                AttentionBlock::new(
+                    &mut store,
+                    &format!("block{b}"),
+                    d,
+                    config.ffn_dim,
+                    config.heads,
+                    config.dropout,
+                    &mut rng,
+                )
+            })
+            .collect::<Result<_>>()?;
+        let final_norm = LayerNorm::new(&mut store, "final_norm", d, 1e-8)?;
+        Ok(SasRec {
+            store,
+            item_embedding,
+            position_embedding,
+            blocks,
+            final_norm,
+            dim: d,
+            dropout: config.dropout,
+        })
+    }
+
+    /// F: the last block's output at every position, `[B, n, d]`.
+    fn encode(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
+        let store = &self.store;
+        let table = tape.param(store, self.item_embedding);
+        let embedded = tape.embedding(table, &input.items)?;
+        let embedded = tape.scale(embedded, (self.dim as f32).sqrt())?;
+        let positions = tape.param(store, self.position_embedding);
+        let x = tape.add(embedded, positions)?;
+        let x = tape.dropout(x, self.dropout)?;
+        let key_mask = padding_mask(&input.items);
+        let shape = input.items.shape();
+        let keep = tape.constant(key_mask.reshaped(&[shape[0], shape[1], 1])?);
+        let mut x = tape.mul(x, keep)?;
+        for block in &self.blocks {
+            x = block.forward(tape, store, x, keep, &key_mask)?;
+        }
+        self.final_norm.forward(tape, store, x)
+    }
+}
+
+impl Model for SasRec {
+    fn name(&self) -> &'static str {
+        "sasrec"
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn params_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var> {
+        let hidden = self.encode(tape, &batch.input)?;
+        let items = tape.param(&self.store, self.item_embedding);
+        next_item_loss(tape, hidden, items, batch, kind)
+    }
+
+    fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
+        let hidden = self.encode(tape, input)?;
+        let items = tape.param(&self.store, self.item_embedding);
+        last_position_scores(tape, hidden, items)
+    }
+}

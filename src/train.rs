@@ -1,0 +1,640 @@
+//! Training and evaluation of a model on a data set, with checkpoints.
+//!
+//! `Experiment::prepare` turns a loaded `Dataset` into sequences, a leave-one-out split and
+//! side information; `train` runs epochs of Adam steps, evaluates validation NDCG@10, keeps
+//! the best weights, stops early, and writes a checkpoint after every epoch (and when Ctrl-C
+//! arrives, after finishing the current step). Everything random is derived from the seed,
+//! the epoch and the step, so `--resume` continues exactly where an uninterrupted run would be.
+//!
+//! A run folder holds:
+//!   config.json             the resolved configuration
+//!   data.json               the data set and the id maps (model id → original id)
+//!   weights.safetensors     the latest weights      optimizer.safetensors  Adam's moments
+//!   best.safetensors        the best weights so far  state.json            progress
+//!   report.json             the final test evaluation
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::autograd::Tape;
+use crate::checkpoint::{
+    load_json, load_params, save_json, save_params, tensors_from_safetensors,
+    tensors_to_safetensors, write_atomic,
+};
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::data::batch::{Batch, BatchConfig, Batcher, Examples, Sampling};
+use crate::data::preprocess::{Implicit, PreprocessConfig, Sequences, sequences};
+use crate::data::split::{EvalCase, Split, leave_one_out};
+use crate::error::{Error, Result};
+use crate::eval::{EvalConfig, EvalReport, EvalUser, Protocol, evaluate};
+use crate::models::side_info::SideInfo;
+use crate::models::{
+    LossKind, Model, SequenceInput, TrainingBatch, amsrm::Amsrm, attrec::AttRec, bprmf::BprMf,
+    caser::Caser, sasrec::SasRec,
+};
+use crate::optim::{Adam, AdamState, ParamStore};
+use crate::tensor::{Ids, Tensor};
+
+/// The models `train` knows, as the CLI spells them.
+pub const MODELS: [&str; 5] = ["amsrm", "sasrec", "caser", "bprmf", "attrec"];
+
+/// A data set prepared for training: sequences, the leave-one-out split, side information.
+pub struct Experiment {
+    pub config: Config,
+    pub dataset_name: String,
+    pub dataset_source: PathBuf,
+    pub sequences: Sequences,
+    pub split: Split,
+    pub side: SideInfo,
+    /// Original names of model item ids (index 0 = padding).
+    pub item_names: Vec<String>,
+    /// Original names of model user ids (index 0 = unknown user).
+    pub user_names: Vec<String>,
+}
+
+/// What `data.json` stores: enough to map ids back and to check a checkpoint against data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub dataset: String,
+    pub source: PathBuf,
+    pub item_names: Vec<String>,
+    pub user_names: Vec<String>,
+}
+
+impl Experiment {
+    pub fn prepare(dataset: &Dataset, config: &Config) -> Result<Experiment> {
+        config.validate()?;
+        let preprocess = PreprocessConfig {
+            implicit: match config.data.min_rating {
+                Some(r) => Implicit::RatingAtLeast(r),
+                None => Implicit::All,
+            },
+            dedup: config.data.dedup,
+            k_core: config.data.k_core,
+            min_sequence_len: 3,
+        };
+        let sequences = sequences(dataset, &preprocess)?;
+        if sequences.num_users() == 0 || sequences.num_items() == 0 {
+            return Err(Error::Invalid(format!(
+                "{}: no user has 3 or more interactions after preprocessing",
+                dataset.source.display()
+            )));
+        }
+        let split = leave_one_out(&sequences);
+        let item_ids: Vec<u32> = (0..=sequences.num_items() as u32)
+            .map(|i| {
+                if i == 0 {
+                    0
+                } else {
+                    sequences.items.to_dataset(i).unwrap_or(0)
+                }
+            })
+            .collect();
+        let user_ids: Vec<u32> = (0..=sequences.num_users() as u32)
+            .map(|u| {
+                if u == 0 {
+                    0
+                } else {
+                    sequences.users.to_dataset(u).unwrap_or(0)
+                }
+            })
+            .collect();
+        let side = SideInfo::new(dataset, &item_ids, &user_ids, config.data.numeric_buckets);
+        let item_names = item_ids
+            .iter()
+            .map(|&i| dataset.items.name(i).to_string())
+            .collect();
+        let user_names = user_ids
+            .iter()
+            .map(|&u| dataset.users.name(u).to_string())
+            .collect();
+        Ok(Experiment {
+            config: config.clone(),
+            dataset_name: dataset.name.clone(),
+            dataset_source: dataset.source.clone(),
+            sequences,
+            split,
+            side,
+            item_names,
+            user_names,
+        })
+    }
+
+    pub fn num_items(&self) -> usize {
+        self.sequences.num_items()
+    }
+
+    pub fn num_users(&self) -> usize {
+        self.sequences.num_users()
+    }
+
+    pub fn data_info(&self) -> DataInfo {
+        DataInfo {
+            dataset: self.dataset_name.clone(),
+            source: self.dataset_source.clone(),
+            item_names: self.item_names.clone(),
+            user_names: self.user_names.clone(),
+        }
+    }
+
+    /// A fresh model of the configured kind, initialised from the seed.
+    pub fn build_model(&self) -> Result<Box<dyn Model>> {
+        build_model(
+            &self.config,
+            self.num_items(),
+            self.num_users(),
+            self.side.clone(),
+        )
+    }
+}
+
+/// A fresh model by name, for a catalogue of `items` items and `users` users.
+pub fn build_model(
+    config: &Config,
+    items: usize,
+    users: usize,
+    side: SideInfo,
+) -> Result<Box<dyn Model>> {
+    let m = &config.model_options;
+    let seed = config.train.seed;
+    Ok(match config.model.as_str() {
+        "amsrm" => Box::new(Amsrm::new(items, config.data.max_len, side, m, seed)?),
+        "sasrec" => Box::new(SasRec::new(items, config.data.max_len, m, seed)?),
+        "caser" => Box::new(Caser::new(items, users, m, seed)?),
+        "bprmf" => Box::new(BprMf::new(items, users, m, seed)?),
+        "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
+        other => {
+            return Err(Error::Invalid(format!(
+                "unknown model {other:?}; known models: {}",
+                MODELS.join(", ")
+            )));
+        }
+    })
+}
+
+impl From<Batch> for TrainingBatch {
+    fn from(b: Batch) -> Self {
+        TrainingBatch {
+            input: SequenceInput {
+                users: b.users,
+                items: b.inputs,
+                behaviours: b.behaviours,
+            },
+            positives: b.positives,
+            negatives: b.negatives,
+            weights: b.weights,
+        }
+    }
+}
+
+/// The latest `n` of `values`, left-padded with 0 to length n.
+pub fn left_pad(values: &[u32], n: usize) -> Vec<u32> {
+    let kept = &values[values.len().saturating_sub(n)..];
+    let mut out = vec![0; n - kept.len()];
+    out.extend_from_slice(kept);
+    out
+}
+
+/// A model input for a list of (user, history, behaviours).
+pub fn sequence_input(rows: &[(u32, &[u32], &[u32])], max_len: usize) -> Result<SequenceInput> {
+    let b = rows.len();
+    let users = rows.iter().map(|r| r.0).collect();
+    let items = rows.iter().flat_map(|r| left_pad(r.1, max_len)).collect();
+    let behaviours = rows.iter().flat_map(|r| left_pad(r.2, max_len)).collect();
+    Ok(SequenceInput {
+        users: Ids::from_vec(&[b], users)?,
+        items: Ids::from_vec(&[b, max_len], items)?,
+        behaviours: Ids::from_vec(&[b, max_len], behaviours)?,
+    })
+}
+
+/// Scores of every item for each row, `[rows, items + 1]`, computed in inference mode in
+/// batches of at most 256 sequences.
+pub fn score_rows(
+    model: &dyn Model,
+    rows: &[(u32, &[u32], &[u32])],
+    max_len: usize,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for chunk in rows.chunks(256) {
+        let input = sequence_input(chunk, max_len)?;
+        let mut tape = Tape::inference();
+        let scores = model.scores(&mut tape, &input)?;
+        out.extend_from_slice(tape.value(scores).cpu());
+    }
+    Ok(out)
+}
+
+/// Full-ranking (or, if configured, sampled) evaluation of `cases`.
+pub fn evaluate_cases(
+    model: &dyn Model,
+    cases: &[EvalCase],
+    items: usize,
+    config: &Config,
+) -> Result<EvalReport> {
+    let eval_config = EvalConfig {
+        ks: config.eval.ks.clone(),
+        protocol: match config.eval.sampled_negatives {
+            Some(negatives) => Protocol::Sampled {
+                negatives,
+                seed: config.train.seed,
+            },
+            None => Protocol::Full,
+        },
+        exclude_history: config.eval.exclude_history,
+        ..EvalConfig::default()
+    };
+    let users: Vec<EvalUser> = cases
+        .iter()
+        .map(|c| EvalUser {
+            history: c.known_items.clone(),
+            targets: c.targets.clone(),
+        })
+        .collect();
+    evaluate(items, &users, &eval_config, |positions: &[usize]| {
+        let rows: Vec<(u32, &[u32], &[u32])> = positions
+            .iter()
+            .map(|&p| {
+                (
+                    cases[p].user,
+                    cases[p].history.as_slice(),
+                    cases[p].history_behaviours.as_slice(),
+                )
+            })
+            .collect();
+        score_rows(model, &rows, config.data.max_len)
+    })
+}
+
+/// One line of the training log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub seconds: f64,
+    pub valid_ndcg10: Option<f64>,
+}
+
+/// Progress of a run, saved after every epoch (and on interruption).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps of epoch `epoch` already done (non-zero only after an interruption).
+    pub step_in_epoch: usize,
+    /// Sum of the losses of those steps.
+    pub partial_loss: f64,
+    pub partial_seconds: f64,
+    pub best_valid_ndcg10: f64,
+    pub best_epoch: usize,
+    pub evals_without_improvement: usize,
+    pub finished: bool,
+    pub log: Vec<EpochLog>,
+}
+
+/// How `train` was asked to run.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub resume: bool,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+    /// Stop after this many steps in total (for tests of interruption); None = no limit.
+    pub max_steps: Option<usize>,
+}
+
+/// What `train` returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub model: String,
+    pub dataset: String,
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub best_valid_ndcg10: f64,
+    pub seconds_per_epoch: f64,
+    pub parameters: usize,
+    /// False when interrupted (Ctrl-C or `max_steps`): the checkpoint allows `--resume`.
+    pub finished: bool,
+    pub test: Option<EvalReport>,
+    pub log: Vec<EpochLog>,
+}
+
+/// Set by the Ctrl-C handler; `train` finishes its step, writes a checkpoint and returns.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn batch_config(config: &Config) -> BatchConfig {
+    // Every model trains on a target at every position: Caser and AttRec cut the windows of
+    // their short-term part from the positions themselves (`models::windows`).
+    BatchConfig {
+        max_len: config.data.max_len,
+        batch_size: config.train.batch_size,
+        examples: Examples::EveryPosition,
+        negatives: config.train.negatives.max(1),
+        sampling: Sampling::Uniform,
+        exclude_user_items: true,
+        seed: config.train.seed,
+    }
+}
+
+/// The dropout seed of a step: a hash of the run seed, the epoch and the step.
+fn step_seed(seed: u64, epoch: usize, step: usize) -> u32 {
+    use crate::rng::hash32;
+    hash32(seed as u32 ^ hash32(epoch as u32 ^ hash32(step as u32 ^ 0x5eed)))
+}
+
+fn save_optimizer(path: &Path, store: &ParamStore, adam: &Adam) -> Result<()> {
+    let mut named = Vec::new();
+    let st = &adam.state;
+    for (i, id) in store.ids().enumerate() {
+        if i < st.m.len() {
+            let shape = store.value(id).shape().to_vec();
+            named.push((
+                format!("m.{}", store.name(id)),
+                Tensor::from_vec(&shape, st.m[i].clone())?,
+            ));
+            named.push((
+                format!("v.{}", store.name(id)),
+                Tensor::from_vec(&shape, st.v[i].clone())?,
+            ));
+        }
+    }
+    let refs: Vec<(String, &Tensor)> = named.iter().map(|(n, t)| (n.clone(), t)).collect();
+    let meta = std::collections::HashMap::from([("step".to_string(), st.step.to_string())]);
+    write_atomic(path, &tensors_to_safetensors(&refs, Some(meta))?)
+}
+
+fn load_optimizer(path: &Path, store: &ParamStore, adam: &mut Adam) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let step = safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, meta)| {
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get("step").cloned())
+        })
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Error::Invalid(format!("{}: missing optimizer step", path.display())))?;
+    let tensors = tensors_from_safetensors(&bytes, path)?;
+    let find = |name: String| -> Result<Vec<f32>> {
+        tensors
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.to_vec())
+            .ok_or_else(|| Error::Invalid(format!("{}: missing `{name}`", path.display())))
+    };
+    let mut state = AdamState {
+        step,
+        m: Vec::new(),
+        v: Vec::new(),
+    };
+    if step > 0 {
+        for id in store.ids() {
+            state.m.push(find(format!("m.{}", store.name(id)))?);
+            state.v.push(find(format!("v.{}", store.name(id)))?);
+        }
+    }
+    adam.state = state;
+    Ok(())
+}
+
+/// Trains `model` on `exp`, checkpointing into `run_dir`.
+pub fn train(
+    exp: &Experiment,
+    model: &mut dyn Model,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<TrainReport> {
+    let config = &exp.config;
+    let loss_kind = LossKind::parse(&config.train.loss)?;
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    let (weights_path, best_path, optimizer_path, state_path) = (
+        run_dir.join("weights.safetensors"),
+        run_dir.join("best.safetensors"),
+        run_dir.join("optimizer.safetensors"),
+        run_dir.join("state.json"),
+    );
+
+    let mut adam = if config.train.weight_decay > 0.0 {
+        Adam::adamw(config.train.lr, config.train.weight_decay)
+    } else {
+        Adam::new(config.train.lr)
+    };
+    let mut state = TrainState::default();
+    if options.resume {
+        let saved: Config = load_json(&run_dir.join("config.json"))?;
+        if saved != *config {
+            return Err(Error::Invalid(format!(
+                "--resume: {} was trained with a different configuration",
+                run_dir.display()
+            )));
+        }
+        state = load_json(&state_path)?;
+        load_params(&weights_path, model.params_mut())?;
+        load_optimizer(&optimizer_path, model.params(), &mut adam)?;
+    } else {
+        save_json(&run_dir.join("config.json"), config)?;
+        save_json(&run_dir.join("data.json"), &exp.data_info())?;
+    }
+
+    let batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(config))?;
+    let batches_per_epoch = batcher.num_batches();
+    let bar = if options.progress {
+        indicatif::ProgressBar::new(batches_per_epoch as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut steps_run = 0usize;
+    let mut interrupted = false;
+
+    while !state.finished && state.epoch < config.train.epochs {
+        let epoch = state.epoch;
+        bar.set_prefix(format!("epoch {:>3}", epoch + 1));
+        bar.set_position(state.step_in_epoch as u64);
+        let started = Instant::now();
+        let batches = batcher.epoch(epoch as u64)?;
+        let mut sequences_done = 0usize;
+        for (step, batch) in batches.into_iter().enumerate().skip(state.step_in_epoch) {
+            let batch = TrainingBatch::from(batch);
+            sequences_done += batch.positives.shape()[0];
+            let mut tape = Tape::new();
+            tape.set_seed(step_seed(config.train.seed, epoch, step));
+            let loss = model.loss(&mut tape, &batch, loss_kind)?;
+            let loss_value = tape.value(loss).item();
+            if !loss_value.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "the loss became {loss_value} at epoch {} step {step}: lower train.lr",
+                    epoch + 1
+                )));
+            }
+            let grads = tape.backward(loss)?;
+            drop(tape);
+            let store = model.params_mut();
+            store.zero_grad();
+            grads.accumulate_into(store);
+            if config.train.clip_norm > 0.0 {
+                store.clip_grad_norm(config.train.clip_norm);
+            }
+            adam.step(store);
+            state.partial_loss += loss_value as f64;
+            state.step_in_epoch = step + 1;
+            steps_run += 1;
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4}  {:.0} seq/s",
+                state.partial_loss / state.step_in_epoch as f64,
+                sequences_done as f64 / elapsed
+            ));
+            bar.inc(1);
+            if INTERRUPTED.load(Ordering::SeqCst)
+                || options.max_steps.is_some_and(|m| steps_run >= m)
+            {
+                interrupted = state.step_in_epoch < batches_per_epoch;
+                if interrupted {
+                    state.partial_seconds += started.elapsed().as_secs_f64();
+                    break;
+                }
+            }
+        }
+        if interrupted {
+            break;
+        }
+        let seconds = state.partial_seconds + started.elapsed().as_secs_f64();
+        let loss = state.partial_loss / batches_per_epoch.max(1) as f64;
+        state.epoch += 1;
+        state.step_in_epoch = 0;
+        state.partial_loss = 0.0;
+        state.partial_seconds = 0.0;
+
+        let mut valid_ndcg10 = None;
+        if state.epoch % config.train.eval_every == 0 || state.epoch == config.train.epochs {
+            let report = evaluate_cases(model, &exp.split.valid, exp.num_items(), config)?;
+            let ndcg = report
+                .at(10)
+                .or(report.at_k.first())
+                .map(|m| m.ndcg)
+                .unwrap_or(0.0);
+            valid_ndcg10 = Some(ndcg);
+            if ndcg > state.best_valid_ndcg10 || state.best_epoch == 0 {
+                state.best_valid_ndcg10 = ndcg;
+                state.best_epoch = state.epoch;
+                state.evals_without_improvement = 0;
+                save_params(&best_path, model.params())?;
+            } else {
+                state.evals_without_improvement += 1;
+                if config.train.patience > 0
+                    && state.evals_without_improvement >= config.train.patience
+                {
+                    state.finished = true;
+                }
+            }
+        }
+        state.log.push(EpochLog {
+            epoch: state.epoch,
+            loss,
+            seconds,
+            valid_ndcg10,
+        });
+        if options.progress {
+            bar.println(format!(
+                "epoch {:>3}  loss {loss:.4}  {seconds:.2}s{}",
+                state.epoch,
+                valid_ndcg10
+                    .map(|n| format!(
+                        "  valid NDCG@10 {n:.4} (best {:.4} @ {})",
+                        state.best_valid_ndcg10, state.best_epoch
+                    ))
+                    .unwrap_or_default()
+            ));
+        }
+        save_params(&weights_path, model.params())?;
+        save_optimizer(&optimizer_path, model.params(), &adam)?;
+        save_json(&state_path, &state)?;
+        if INTERRUPTED.load(Ordering::SeqCst) || options.max_steps.is_some_and(|m| steps_run >= m) {
+            interrupted = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+
+    if interrupted {
+        save_params(&weights_path, model.params())?;
+        save_optimizer(&optimizer_path, model.params(), &adam)?;
+        save_json(&state_path, &state)?;
+        return Ok(report(exp, model, &state, false, None));
+    }
+    state.finished = true;
+    save_json(&state_path, &state)?;
+    // The best weights, then the final test evaluation.
+    if best_path.exists() {
+        load_params(&best_path, model.params_mut())?;
+    }
+    let test = evaluate_cases(model, &exp.split.test, exp.num_items(), config)?;
+    let out = report(exp, model, &state, true, Some(test));
+    save_json(&run_dir.join("report.json"), &out)?;
+    Ok(out)
+}
+
+fn report(
+    exp: &Experiment,
+    model: &dyn Model,
+    state: &TrainState,
+    finished: bool,
+    test: Option<EvalReport>,
+) -> TrainReport {
+    let epochs: Vec<f64> = state.log.iter().map(|l| l.seconds).collect();
+    TrainReport {
+        model: model.name().to_string(),
+        dataset: exp.dataset_name.clone(),
+        epochs: state.epoch,
+        best_epoch: state.best_epoch,
+        best_valid_ndcg10: state.best_valid_ndcg10,
+        seconds_per_epoch: if epochs.is_empty() {
+            0.0
+        } else {
+            epochs.iter().sum::<f64>() / epochs.len() as f64
+        },
+        parameters: model.params().num_scalars(),
+        finished,
+        test,
+        log: state.log.clone(),
+    }
+}
+
+/// A trained run opened again: the experiment rebuilt from its data and configuration, and
+/// the model with its best weights.
+pub fn open_run(
+    run_dir: &Path,
+    data_override: Option<&Path>,
+) -> Result<(Experiment, Box<dyn Model>)> {
+    let config: Config = load_json(&run_dir.join("config.json"))?;
+    let data: DataInfo = load_json(&run_dir.join("data.json"))?;
+    let source = data_override
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data.source.clone());
+    let dataset = crate::data::load::load(&source)?;
+    let exp = Experiment::prepare(&dataset, &config)?;
+    if exp.item_names != data.item_names || exp.user_names != data.user_names {
+        return Err(Error::Invalid(format!(
+            "{}: the data at {} differs from the data this run was trained on (its item or user ids changed)",
+            run_dir.display(),
+            source.display()
+        )));
+    }
+    let mut model = exp.build_model()?;
+    let best = run_dir.join("best.safetensors");
+    let weights = if best.exists() {
+        best
+    } else {
+        run_dir.join("weights.safetensors")
+    };
+    load_params(&weights, model.params_mut())?;
+    Ok((exp, model))
+}
