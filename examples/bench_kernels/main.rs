@@ -94,6 +94,7 @@ fn main() {
     cases.extend(attention::cases());
     cases.extend(gru_ffn::cases());
     cases.extend(train_step::cases());
+    cases.extend(train_step::loss_cases());
 
     let mut results = serde_json::Map::new();
     if !options.json {

@@ -92,3 +92,28 @@ pub fn cases() -> Vec<Case> {
         ),
     ]
 }
+
+/// The full-softmax cross-entropy of a SASRec step alone: logits `[6400, 1683]`.
+pub fn loss_cases() -> Vec<Case> {
+    let (rows, classes) = (6400, ITEMS + 1);
+    let mut rng = Rng::new(3);
+    let logits = Tensor::from_vec(
+        &[rows, classes],
+        (0..rows * classes)
+            .map(|_| rng.uniform() * 4.0 - 2.0)
+            .collect(),
+    )
+    .unwrap();
+    let targets =
+        Ids::from_vec(&[rows], (0..rows).map(|r| 1 + (r % ITEMS) as u32).collect()).unwrap();
+    vec![Case {
+        name: "cross_entropy_fwdbwd_6400x1683".into(),
+        flops: None,
+        run: Box::new(move || {
+            let mut tape = Tape::new();
+            let x = tape.leaf(logits.clone());
+            let loss = tape.cross_entropy(x, &targets, None).unwrap();
+            std::hint::black_box(tape.backward(loss).unwrap());
+        }),
+    }]
+}

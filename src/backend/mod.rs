@@ -192,17 +192,9 @@ pub trait NnKernels {
     /// Element i is zeroed when `uniform_at(stream, i)` < p, else scaled by 1/(1 − p). The
     /// backward is the same map applied to dy.
     fn dropout(&self, x: &Tensor, p: f32, stream: u32) -> Tensor;
-    /// (Σ_r w_r·(lse_r − x_{r,t_r}) / Σ w, lse per row) for logits `[N, C]`.
-    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Vec<f32>);
-    /// dlogits = dloss·w_r/Σw·(softmax_r − onehot(t_r)).
-    fn cross_entropy_backward(
-        &self,
-        logits: &Tensor,
-        lse: &[f32],
-        targets: &[u32],
-        weights: &[f32],
-        dloss: f32,
-    ) -> Tensor;
+    /// The loss Σ_r w_r·(lse_r − x_{r,t_r}) / Σ w for logits `[N, C]`, and its gradient
+    /// w_r/Σw·(softmax_r − onehot(t_r)), computed in the same pass over each row.
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Tensor);
     /// Σ w·(max(x,0) − x·y + ln(1 + e^{−|x|})) / Σ w.
     fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32;
     /// dx = dloss·w/Σw·(σ(x) − y).
@@ -413,8 +405,29 @@ pub trait Backend:
 
 static CPU: CpuBackend = CpuBackend;
 
+/// Keeps freed memory in the process instead of returning it to the system.
+///
+/// A training step allocates the same large buffers (logits, their gradient: tens of MB) again
+/// and again. glibc serves allocations above its mmap threshold with fresh pages from the
+/// kernel and returns them on free, so every step pays a page fault per 4 KiB touched —
+/// measured at 3-4× the time of the full-softmax cross-entropy itself. Raising the mmap and
+/// trim thresholds lets freed blocks be reused. Done once, the first time a backend is used.
+fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes glibc's tuning parameters, which is allowed at any time
+        // and from any thread; it is called once.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
+    });
+}
+
 /// The backend of a device.
 pub fn for_device(device: Device) -> &'static dyn Backend {
+    keep_freed_memory();
     match device {
         Device::Cpu => &CPU,
     }

@@ -14,22 +14,20 @@ use crate::backend;
 use crate::error::{Error, Result};
 use crate::tensor::{Ids, Tensor};
 
+/// The forward already computed the gradient for dloss = 1 (one pass over the logits either
+/// way); backward only scales it.
 struct CrossEntropyBackward {
-    lse: Vec<f32>,
-    targets: Ids,
-    weights: Vec<f32>,
+    unit_grad: Tensor,
 }
 
 impl Backward for CrossEntropyBackward {
     fn backward(&self, ctx: &BackwardContext<'_>) -> Result<Vec<Option<Tensor>>> {
         let dloss = ctx.grad.item();
-        let dx = backend::of(ctx.grad).cross_entropy_backward(
-            ctx.inputs[0],
-            &self.lse,
-            self.targets.values(),
-            &self.weights,
-            dloss,
-        );
+        let dx = if dloss == 1.0 {
+            self.unit_grad.clone()
+        } else {
+            backend::of(ctx.grad).affine(&self.unit_grad, dloss, 0.0)
+        };
         Ok(vec![Some(dx)])
     }
 }
@@ -92,16 +90,12 @@ impl Tape {
         }
         let weights = weights_or_ones("cross_entropy", weights, &shape[..1])?;
         let x = self.value(logits);
-        let (loss, lse) = backend::of(x).cross_entropy(x, targets.values(), &weights);
+        let (loss, unit_grad) = backend::of(x).cross_entropy(x, targets.values(), &weights);
         Ok(self.record(
             "cross_entropy",
             Tensor::scalar(loss),
             &[logits],
-            CrossEntropyBackward {
-                lse,
-                targets: targets.clone(),
-                weights,
-            },
+            CrossEntropyBackward { unit_grad },
         ))
     }
 

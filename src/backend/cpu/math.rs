@@ -12,7 +12,8 @@ const EXP_MIN: f32 = -87.0;
 pub fn fast_exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to integer
     let xc = x.clamp(EXP_MIN, 88.0);
-    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     // ln 2 split in a part exact in f32 and a correction, so r keeps its low bits.
     let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let poly = 1.987_569_1e-4f32
@@ -22,7 +23,10 @@ pub fn fast_exp(x: f32) -> f32 {
         .mul_add(r, 1.666_666_5e-1)
         .mul_add(r, 0.5);
     let poly = poly.mul_add(r * r, r) + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n as an integer, read from the low mantissa bits of `shifted`: a float → int `as` cast
+    // saturates and handles NaN, which keeps LLVM from vectorizing the loop.
+    let n_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
+    let two_n = f32::from_bits(((n_int + 127) as u32) << 23);
     if x < EXP_MIN { 0.0 } else { poly * two_n }
 }
 

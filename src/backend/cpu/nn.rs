@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{fast_exp, max_of};
+use super::math::{fast_exp, max_of, sum_of};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::{NnKernels, sigmoid};
 use crate::rng::uniform_at;
@@ -27,23 +27,25 @@ fn last(x: &Tensor) -> usize {
     x.shape().last().copied().unwrap_or(1)
 }
 
-/// log Σ exp(x) of a row, as max + log Σ exp(x − max).
+/// log Σ exp(x) of a row, as max + log Σ exp(x − max). The exponentials go through a small
+/// buffer so that both loops are plain element-wise loops, which LLVM vectorizes (a fused
+/// "exp and accumulate" loop stays scalar).
 #[inline]
 fn log_sum_exp(row: &[f32]) -> f32 {
     let max = max_of(row);
     if max == f32::NEG_INFINITY {
         return max;
     }
-    // Eight partial sums so that the loop vectorizes.
-    let mut lanes = [0.0f32; 8];
-    let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&v| fast_exp(v - max)).sum();
-    for chunk in chunks {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l += fast_exp(v - max);
+    let mut buffer = [0.0f32; 256];
+    let mut total = 0.0f32;
+    for chunk in row.chunks(256) {
+        let exps = &mut buffer[..chunk.len()];
+        for (e, &v) in exps.iter_mut().zip(chunk) {
+            *e = fast_exp(v - max);
         }
+        total += sum_of(exps);
     }
-    max + (lanes.iter().sum::<f32>() + tail).ln()
+    max + total.ln()
 }
 
 impl NnKernels for CpuBackend {
@@ -56,7 +58,7 @@ impl NnKernels for CpuBackend {
             for (o, &v) in o.iter_mut().zip(row) {
                 *o = fast_exp(v - max);
             }
-            let inv = 1.0 / super::math::sum_of(o);
+            let inv = 1.0 / sum_of(o);
             o.iter_mut().for_each(|o| *o *= inv);
         });
         tensor(x.shape(), out)
@@ -213,53 +215,46 @@ impl NnKernels for CpuBackend {
         tensor(x.shape(), out)
     }
 
-    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Vec<f32>) {
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Tensor) {
+        // One pass per row computes both the loss term and its gradient while the row is in L1:
+        // the logits matrix is read once and the gradient written once.
         let (xs, c) = (logits.cpu(), last(logits));
-        let lse: Vec<f32> = if xs.len() >= PARALLEL_MIN_ELEMENTS {
-            xs.par_chunks(c).map(log_sum_exp).collect()
-        } else {
-            xs.chunks(c).map(log_sum_exp).collect()
-        };
         let total_weight: f64 = weights.iter().map(|&w| w as f64).sum();
-        if total_weight == 0.0 {
-            return (0.0, lse);
-        }
-        let loss: f64 = (0..lse.len())
-            .filter(|&r| weights[r] != 0.0)
-            .map(|r| weights[r] as f64 * (lse[r] - xs[r * c + targets[r] as usize]) as f64)
-            .sum();
-        ((loss / total_weight) as f32, lse)
-    }
-
-    fn cross_entropy_backward(
-        &self,
-        logits: &Tensor,
-        lse: &[f32],
-        targets: &[u32],
-        weights: &[f32],
-        dloss: f32,
-    ) -> Tensor {
-        let (xs, c) = (logits.cpu(), last(logits));
-        let total_weight: f32 = weights.iter().sum();
         let scale = if total_weight == 0.0 {
             0.0
         } else {
-            dloss / total_weight
+            (1.0 / total_weight) as f32
         };
-        let mut out = vec![0.0f32; xs.len()];
-        rows_mut(&mut out, c, |r, o| {
-            let w = weights[r] * scale;
+        let mut grad = vec![0.0f32; xs.len()];
+        let row_loss = |(r, g): (usize, &mut [f32])| -> f64 {
+            let w = weights[r];
             if w == 0.0 {
-                return;
+                return 0.0;
             }
             let row = &xs[r * c..(r + 1) * c];
-            let shift = lse[r];
-            for (o, &v) in o.iter_mut().zip(row) {
-                *o = w * fast_exp(v - shift);
+            let max = max_of(row);
+            for (g, &v) in g.iter_mut().zip(row) {
+                *g = fast_exp(v - max);
             }
-            o[targets[r] as usize] -= w;
-        });
-        tensor(logits.shape(), out)
+            let sum = sum_of(g);
+            let lse = max + sum.ln();
+            let ws = w * scale;
+            let factor = ws / sum;
+            for g in g.iter_mut() {
+                *g *= factor;
+            }
+            let t = targets[r] as usize;
+            g[t] -= ws;
+            w as f64 * (lse - row[t]) as f64
+        };
+        let loss: f64 = if c == 0 {
+            0.0
+        } else if xs.len() >= PARALLEL_MIN_ELEMENTS {
+            grad.par_chunks_mut(c).enumerate().map(row_loss).sum()
+        } else {
+            grad.chunks_mut(c).enumerate().map(row_loss).sum()
+        };
+        ((loss * scale as f64) as f32, tensor(logits.shape(), grad))
     }
 
     fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32 {
