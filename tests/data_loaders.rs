@@ -165,3 +165,77 @@ fn movielens100k_real() {
     let again = load_with(&root.join("grouplens"), &options).unwrap();
     assert_eq!(again.interactions, data.interactions);
 }
+
+// ---------------------------------------------------------------- RecBole atomic files
+
+#[test]
+fn recbole_generated() {
+    let dir = temp_folder("recbole");
+    write(
+        &dir,
+        "toy.inter",
+        b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n\
+          u1\ti1\t4\t10.5\nu2\ti1\t3.5\t11\nu1\ti2\t1\t12\n",
+    );
+    write(
+        &dir,
+        "toy.user",
+        b"user_id:token\tage:float\tgender:token\nu2\t\tF\nu1\t30\tM\n",
+    );
+    write(
+        &dir,
+        "toy.item",
+        b"item_id:token\tmovie_title:token_seq\tclass:token_seq\tscore:float_seq\n\
+          i1\tA Title\tDrama Comedy Drama\t1 2\ni2\tB\t\t\n",
+    );
+    let data = load(&dir).unwrap();
+    assert_eq!(
+        data.name,
+        format!("seqrec-loaders-{}-recbole", std::process::id())
+    );
+    assert_eq!(counts(&data), (2, 2, 3));
+    let second = data.interactions[1];
+    assert_eq!((second.timestamp, second.rating), (Some(11), Some(3.5)));
+    assert_eq!(data.behaviours.name(second.behaviour), "rating=3.5");
+    assert_eq!(data.interactions[0].timestamp, Some(10));
+    let users = &data.user_features.fields;
+    assert!(number(field(users, "age"), data.users.get("u2").unwrap()).is_nan());
+    assert_eq!(
+        number(field(users, "age"), data.users.get("u1").unwrap()),
+        30.0
+    );
+    assert_eq!(
+        tokens(field(users, "gender"), data.users.get("u2").unwrap()),
+        ["F"]
+    );
+    // Titles are identifiers and float_seq has no field kind: only `class` is kept.
+    let items = &data.item_features.fields;
+    let names: Vec<&str> = items.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["class"]);
+    let i1 = data.items.get("i1").unwrap();
+    assert_eq!(tokens(field(items, "class"), i1), ["Drama", "Comedy"]);
+    assert!(tokens(field(items, "class"), data.items.get("i2").unwrap()).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn recbole_real() {
+    let Some(root) = real_data("ml-100k") else {
+        return;
+    };
+    let data = load(&root.join("recbole")).unwrap();
+    assert_eq!(data.name, "ml-100k");
+    assert_eq!(counts(&data), (943, 1682, 100_000));
+    // Same rows in the same order as the GroupLens u.data.
+    let grouplens = load(&root.join("grouplens")).unwrap();
+    for (a, b) in data.interactions.iter().zip(&grouplens.interactions) {
+        assert_eq!(data.users.name(a.user), grouplens.users.name(b.user));
+        assert_eq!(data.items.name(a.item), grouplens.items.name(b.item));
+        assert_eq!((a.timestamp, a.rating), (b.timestamp, b.rating));
+    }
+    let users = &data.user_features.fields;
+    assert_eq!(field(users, "occupation").vocab.len(), 21);
+    let items = &data.item_features.fields;
+    assert_eq!(field(items, "class").vocab.len(), 19);
+    assert!(items.iter().all(|f| f.name != "movie_title"));
+}

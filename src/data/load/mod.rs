@@ -8,6 +8,7 @@
 pub mod build;
 pub mod lines;
 pub mod movielens100k;
+pub mod recbole;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,8 @@ use crate::error::{Error, Result};
 pub enum Format {
     /// GroupLens MovieLens-100K folder (`u.data`, `u.user`, `u.item`, ...).
     MovieLens100k,
+    /// RecBole atomic files (`NAME.inter` + optional `.user`, `.item`).
+    RecBole,
 }
 
 /// How to load: everything optional; the default detects the format.
@@ -49,6 +52,7 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Dataset> {
     };
     let mut dataset = match format {
         Format::MovieLens100k => movielens100k::load_movielens100k(&path)?,
+        Format::RecBole => recbole::load_recbole(&path)?,
     };
     dataset.name = match &options.name {
         Some(name) => name.clone(),
@@ -61,6 +65,12 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Dataset> {
 pub fn detect(path: &Path) -> Result<(Format, PathBuf)> {
     if path.is_dir() && path.join("u.data").is_file() {
         return Ok((Format::MovieLens100k, path.to_path_buf()));
+    }
+    if path.is_file() && has_extension(path, "inter") {
+        return Ok((Format::RecBole, path.to_path_buf()));
+    }
+    if path.is_dir() && files_with_extension(path, "inter").len() == 1 {
+        return Ok((Format::RecBole, path.to_path_buf()));
     }
     if path.is_dir() {
         // A data set folder whose versions sit in subfolders (ml-100k/grouplens, ...):
@@ -81,6 +91,22 @@ pub fn detect(path: &Path) -> Result<(Format, PathBuf)> {
          or choose the format with LoadOptions",
         path.display()
     )))
+}
+
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension().is_some_and(|e| e == extension)
+}
+
+/// The files directly in `folder` with this extension, sorted.
+fn files_with_extension(folder: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && has_extension(p, extension))
+        .collect();
+    found.sort();
+    found
 }
 
 /// Subfolders tried, in order, when a data set folder holds several versions: the richest
