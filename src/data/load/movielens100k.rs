@@ -96,7 +96,7 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, builder: &mut DatasetBuilder) ->
     const BEHAVIOURS: [&str; 5] = ["rating=1", "rating=2", "rating=3", "rating=4", "rating=5"];
     for line in LineReader::non_empty(bytes, path, Encoding::Utf8)? {
         let line = line?;
-        let columns = line.columns("\t", &COLUMNS)?;
+        let columns = line.fixed_columns("\t", &COLUMNS)?;
         let user = line.id(columns[0], "user_id")?;
         let item = line.id(columns[1], "item_id")?;
         let rating: u8 = line.parse(columns[2], "rating")?;

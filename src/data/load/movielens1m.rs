@@ -114,7 +114,7 @@ pub fn parse_ratings_dat(bytes: &[u8], path: &Path, builder: &mut DatasetBuilder
     const BEHAVIOURS: [&str; 5] = ["rating=1", "rating=2", "rating=3", "rating=4", "rating=5"];
     for line in LineReader::non_empty(bytes, path, Encoding::Utf8)? {
         let line = line?;
-        let columns = line.columns("::", &["user_id", "movie_id", "rating", "timestamp"])?;
+        let columns = line.fixed_columns("::", &["user_id", "movie_id", "rating", "timestamp"])?;
         let user = line.id(columns[0], "user_id")?;
         let item = line.id(columns[1], "movie_id")?;
         let rating: u8 = line.parse(columns[2], "rating")?;

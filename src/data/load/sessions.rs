@@ -69,7 +69,7 @@ pub fn parse_yoochoose(bytes: &[u8], path: &Path, builder: &mut DatasetBuilder) 
     expect_header(&header, YOOCHOOSE_HEADER)?;
     for line in reader {
         let line = line?;
-        let columns = line.columns("\t", &["SessionId", "ItemId", "Time"])?;
+        let columns = line.fixed_columns("\t", &["SessionId", "ItemId", "Time"])?;
         let session = line.id(columns[0], "SessionId")?;
         let item = line.id(columns[1], "ItemId")?;
         let time = line.seconds(columns[2], "Time")?;
@@ -104,7 +104,7 @@ pub fn parse_diginetica(bytes: &[u8], path: &Path) -> Result<Dataset> {
     let mut order_keys: Vec<(i64, i64)> = Vec::new();
     for line in reader {
         let line = line?;
-        let columns = line.columns(";", &names)?;
+        let columns = line.fixed_columns(";", &names)?;
         let session = line.id(columns[0], "session_id")?;
         let item = line.id(columns[2], "item_id")?;
         let timeframe: i64 = line.parse(columns[3], "timeframe")?;
