@@ -280,7 +280,10 @@ pub fn parse_side(bytes: &[u8], path: &Path, key: &str, entities: &Vocab) -> Res
                 ColumnKind::Token => field.set_token(row, value),
                 ColumnKind::TokenSeq => field.set_tokens(row, value.split_ascii_whitespace()),
                 ColumnKind::Float if value.trim().is_empty() => field.set_number(row, f32::NAN),
-                ColumnKind::Float => field.set_number(row, line.number(value, "")? as f32),
+                ColumnKind::Float => {
+                    let number = line.number(value, &columns[*index].name)?;
+                    field.set_number(row, number as f32)
+                }
                 ColumnKind::FloatSeq => {}
             }
         }
