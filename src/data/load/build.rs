@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use crate::error::Result;
+
+use super::lines::Line;
 use crate::data::{Dataset, FeatureTable, Field, FieldKind, FieldValues, Interaction, Vocab};
 
 /// Collects interactions and the vocabularies they need.
@@ -145,4 +148,26 @@ impl FieldBuilder {
             values: self.values,
         }
     }
+}
+
+/// The internal id of the entity a side-file row describes: an id that the interactions
+/// never mention, or one listed twice, is an error naming the line and field.
+pub fn side_row(
+    line: &Line<'_>,
+    id: &str,
+    field: &str,
+    vocab: &Vocab,
+    seen: &mut [bool],
+    interactions_file: &str,
+) -> Result<u32> {
+    let Some(row) = vocab.get(id) else {
+        return Err(line.error(
+            field,
+            format!("id {id} does not occur in {interactions_file}"),
+        ));
+    };
+    if std::mem::replace(&mut seen[row as usize], true) {
+        return Err(line.error(field, format!("id {id} is listed twice")));
+    }
+    Ok(row)
 }

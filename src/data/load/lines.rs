@@ -144,6 +144,28 @@ impl<'a> Line<'a> {
         Ok(columns)
     }
 
+    /// `columns` for a fixed number of columns, without allocating (for the hot loops).
+    pub fn fixed_columns<'l, const N: usize>(
+        &'l self,
+        separator: &str,
+        names: &[&str; N],
+    ) -> Result<[&'l str; N]> {
+        let mut columns = [""; N];
+        let mut count = 0;
+        for column in self.text.split(separator) {
+            if count < N {
+                columns[count] = column;
+            }
+            count += 1;
+        }
+        if count != N {
+            // Rare: build the full list for the error message.
+            let all: Vec<&str> = self.text.split(separator).collect();
+            self.check_column_count(&all, separator, names)?;
+        }
+        Ok(columns)
+    }
+
     /// Like `columns`, but splits at runs of ASCII whitespace (spaces or tabs).
     pub fn whitespace_columns<'l>(&'l self, names: &[&str]) -> Result<Vec<&'l str>> {
         let columns: Vec<&str> = self.text.split_ascii_whitespace().collect();

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use super::build::{DatasetBuilder, FieldBuilder};
+use super::build::{DatasetBuilder, FieldBuilder, side_row};
 use super::lines::{Encoding, LineReader, read_file};
 use crate::data::{Dataset, FieldKind, Vocab};
 use crate::error::Result;
@@ -96,7 +96,7 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, builder: &mut DatasetBuilder) ->
     const BEHAVIOURS: [&str; 5] = ["rating=1", "rating=2", "rating=3", "rating=4", "rating=5"];
     for line in LineReader::non_empty(bytes, path, Encoding::Utf8)? {
         let line = line?;
-        let columns = line.columns("\t", &COLUMNS)?;
+        let columns = line.fixed_columns("\t", &COLUMNS)?;
         let user = line.id(columns[0], "user_id")?;
         let item = line.id(columns[1], "item_id")?;
         let rating: u8 = line.parse(columns[2], "rating")?;
@@ -135,7 +135,8 @@ pub fn parse_users(
     for line in LineReader::non_empty(bytes, path, Encoding::Utf8)? {
         let line = line?;
         let columns = line.columns("|", &COLUMNS)?;
-        let row = known_id(&line, columns[0], "user_id", users, &mut seen, "u.data")?;
+        let id = line.id(columns[0], "user_id")?;
+        let row = side_row(&line, id, "user_id", users, &mut seen, "u.data")?;
         let years: u16 = line.parse(columns[1], "age")?;
         age.set_number(row, years as f32);
         gender.set_token(row, columns[2]);
@@ -180,7 +181,8 @@ pub fn parse_items(
     for line in LineReader::non_empty(bytes, path, Encoding::Latin1)? {
         let line = line?;
         let columns = line.columns("|", &column_names)?;
-        let row = known_id(&line, columns[0], "item_id", items, &mut seen, "u.data")?;
+        let id = line.id(columns[0], "item_id")?;
+        let row = side_row(&line, id, "item_id", items, &mut seen, "u.data")?;
         let mut item_genres = Vec::new();
         for (flag, name) in columns[5..].iter().zip(genre_names) {
             match flag.trim() {
@@ -233,26 +235,4 @@ pub fn parse_name_list(bytes: &[u8], path: &Path) -> Result<Vec<String>> {
         names.push(line?.text.trim().to_string());
     }
     Ok(names)
-}
-
-/// The internal id of a side-file row; unknown or repeated ids are errors.
-pub(super) fn known_id(
-    line: &super::lines::Line<'_>,
-    text: &str,
-    field: &str,
-    vocab: &Vocab,
-    seen: &mut [bool],
-    interactions_file: &str,
-) -> Result<u32> {
-    let id = line.id(text, field)?;
-    let Some(row) = vocab.get(id) else {
-        return Err(line.error(
-            field,
-            format!("id {id} does not occur in {interactions_file}"),
-        ));
-    };
-    if std::mem::replace(&mut seen[row as usize], true) {
-        return Err(line.error(field, format!("id {id} is listed twice")));
-    }
-    Ok(row)
 }
