@@ -84,6 +84,24 @@ fn bench_evaluate(c: &mut Criterion) {
                 },
             ),
         ];
+        // The floor: one vectorized pass (count of scores above 0, the ranking's own inner
+        // loop) over every score the evaluation reads, same chunks, same buffer.
+        group.bench_function(
+            BenchmarkId::new("baseline_read_all_scores", shape.name),
+            |b| {
+                b.iter(|| {
+                    let mut total = 0usize;
+                    for start in (0..shape.n_users).step_by(chunk) {
+                        let rows = chunk.min(shape.n_users - start);
+                        total += scores[..rows * columns]
+                            .iter()
+                            .map(|&s| (s > 0.0) as usize)
+                            .sum::<usize>();
+                    }
+                    total
+                })
+            },
+        );
         for (label, config) in &configs {
             group.bench_function(BenchmarkId::new(*label, shape.name), |b| {
                 b.iter(|| {

@@ -18,11 +18,11 @@
 //!   - Precision@K = hits / K          (K, not the catalogue size, even when K exceeds it)
 //!   - Recall@K    = hits / m
 //!   - NDCG@K      = DCG / IDCG, DCG = Σ_{r_i < K} 1 / log2(r_i + 2),
-//!                   IDCG = Σ_{j=0}^{min(m, K) - 1} 1 / log2(j + 2)
+//!     IDCG = Σ_{j=0}^{min(m, K) - 1} 1 / log2(j + 2)
 //!   - MRR@K       = 1 / (r_1 + 1) if r_1 < K else 0   (RecBole's MRR@K)
 //!   - MAP@K       = (1 / min(m, K)) Σ_{i : r_i < K} i / (r_i + 1)   (precision at each hit)
-//! and without cutoff MRR = 1 / (r_1 + 1). With one target HR@K = Recall@K and
-//! MAP@K = MRR@K.
+//!
+//! Without cutoff, MRR = 1 / (r_1 + 1). With one target HR@K = Recall@K and MAP@K = MRR@K.
 
 use crate::error::{Error, Result};
 
