@@ -1,148 +1,211 @@
-//! Kernel benchmarks with one machine-readable result:
+//! Kernel micro-benchmarks: times each kernel case per call (after a warm-up) and reports the
+//! median, p10 and p90, plus GFLOP/s where the case knows its flop count.
 //!
-//!     cargo run --release --example bench_kernels -- --json [--filter NAME] [--iters N] [--threads N]
+//! Usage: `cargo run --release --example bench_kernels -- [--json] [--filter SUBSTRING]
+//!         [--iters N] [--threads N]`
 //!
-//! prints one JSON object: `{ "threads", "cpu", "kernels": { name: { median_ms, p10_ms, p90_ms,
-//! iters, gflops } } }`. Without `--json`, a table. Shapes follow `shared/peers/torch_micro.py`
-//! so that every figure has a PyTorch counterpart measured the same way (median of per-call
-//! times after warm-up).
+//! Every kernel family adds a module exposing `pub fn cases() -> Vec<Case>`; `all_cases` below
+//! collects them. Cases run inside a rayon pool of `--threads` threads (default: all cores), so
+//! the kernels' own rayon parallelism uses exactly that many threads.
 
 mod attention;
 mod gru_ffn;
 mod sgemm;
 mod train_step;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// One benchmark: a closure that runs the kernel once.
+/// One benchmarked call. `run` does the work once; `flops` is the floating-point operation
+/// count of one call, when it is known, to report GFLOP/s.
 pub struct Case {
     pub name: String,
-    /// Floating-point operations of one run, when meaningful.
     pub flops: Option<f64>,
     pub run: Box<dyn FnMut()>,
 }
 
-struct Options {
-    json: bool,
-    filter: Option<String>,
-    iters: usize,
-    threads: usize,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        json: false,
-        filter: None,
-        iters: 30,
-        threads: 0,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--json" => o.json = true,
-            "--filter" => o.filter = Some(value("--filter")?),
-            "--iters" => {
-                o.iters = value("--iters")?
-                    .parse()
-                    .map_err(|e| format!("--iters: {e}"))?
-            }
-            "--threads" => {
-                o.threads = value("--threads")?
-                    .parse()
-                    .map_err(|e| format!("--threads: {e}"))?
-            }
-            "--bench" => {} // passed by `cargo bench`-style runners; ignored
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?} (use --json, --filter NAME, --iters N, --threads N)"
-                ));
-            }
-        }
-    }
-    Ok(o)
-}
-
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn main() {
-    let options = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    if options.threads > 0 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(options.threads)
-            .build_global()
-            .expect("the global pool is built once");
-    }
+/// Every family's cases. Add a family here: `cases.extend(family::cases());`.
+fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend(sgemm::cases());
     cases.extend(attention::cases());
     cases.extend(gru_ffn::cases());
     cases.extend(train_step::cases());
     cases.extend(train_step::loss_cases());
+    cases
+}
 
-    let mut results = serde_json::Map::new();
-    if !options.json {
-        println!(
-            "{:<40} {:>10} {:>10} {:>10} {:>9}",
-            "kernel", "median ms", "p10 ms", "p90 ms", "GFLOP/s"
-        );
+struct Options {
+    json: bool,
+    filter: Option<String>,
+    iters: Option<usize>,
+    threads: usize,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        json: false,
+        filter: None,
+        iters: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--filter" => options.filter = Some(value("--filter")?),
+            "--iters" => {
+                let n = value("--iters")?;
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| format!("--iters: not a count: {n}"))?;
+                options.iters = Some(n.max(1));
+            }
+            "--threads" => {
+                let n = value("--threads")?;
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| format!("--threads: not a count: {n}"))?;
+                options.threads = n.max(1);
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; flags: --json --filter S --iters N --threads N"
+                ));
+            }
+        }
     }
-    for mut case in cases {
-        if options
-            .filter
-            .as_ref()
-            .is_some_and(|f| !case.name.contains(f.as_str()))
-        {
-            continue;
-        }
-        for _ in 0..3 {
+    Ok(options)
+}
+
+/// The CPU's model name from /proc/cpuinfo (Linux), or "unknown".
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+struct Timing {
+    median_ms: f64,
+    p10_ms: f64,
+    p90_ms: f64,
+    iters: usize,
+}
+
+/// Warms up (at least 3 calls and 0.2 s), then times `iters` calls one by one. Without an
+/// explicit count, runs as many calls as fit in about one second, between 10 and 200.
+fn time_case(case: &mut Case, iters: Option<usize>) -> Timing {
+    let warm_start = Instant::now();
+    let mut warm_calls = 0;
+    while warm_calls < 3 || warm_start.elapsed() < Duration::from_millis(200) {
+        (case.run)();
+        warm_calls += 1;
+    }
+    let per_call = warm_start.elapsed().as_secs_f64() / warm_calls as f64;
+    let iters = iters.unwrap_or_else(|| ((1.0 / per_call) as usize).clamp(10, 200));
+
+    let mut times_ms: Vec<f64> = (0..iters)
+        .map(|_| {
+            let start = Instant::now();
             (case.run)();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| times_ms[((q * iters as f64) as usize).min(iters - 1)];
+    let median_ms = if iters % 2 == 1 {
+        times_ms[iters / 2]
+    } else {
+        0.5 * (times_ms[iters / 2 - 1] + times_ms[iters / 2])
+    };
+    Timing {
+        median_ms,
+        p10_ms: at(0.1),
+        p90_ms: at(0.9),
+        iters,
+    }
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("bench_kernels: {message}");
+            std::process::exit(2);
         }
-        let mut times: Vec<f64> = (0..options.iters.max(1))
-            .map(|_| {
-                let start = Instant::now();
-                (case.run)();
-                start.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let pick = |q: f64| times[((q * times.len() as f64) as usize).min(times.len() - 1)];
-        let median = pick(0.5);
-        let gflops = case.flops.map(|f| f / (median * 1e-3) / 1e9);
+    };
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(error) => {
+            eprintln!(
+                "bench_kernels: cannot build a pool of {} threads: {error}",
+                options.threads
+            );
+            std::process::exit(1);
+        }
+    };
+
+    // Build and run the cases inside the pool so that every rayon call sees its size.
+    pool.install(|| {
+        let mut kernels = serde_json::Map::new();
         if !options.json {
             println!(
-                "{:<40} {:>10.3} {:>10.3} {:>10.3} {:>9}",
-                case.name,
-                median,
-                pick(0.1),
-                pick(0.9),
-                gflops.map(|g| format!("{g:.1}")).unwrap_or_default()
+                "{} threads, {}\n{:<44} {:>10} {:>10} {:>10} {:>6} {:>9}",
+                options.threads,
+                cpu_name(),
+                "kernel",
+                "median ms",
+                "p10 ms",
+                "p90 ms",
+                "iters",
+                "GFLOP/s"
             );
         }
-        let mut entry = serde_json::json!({ "median_ms": median, "p10_ms": pick(0.1), "p90_ms": pick(0.9), "iters": times.len() });
-        if let Some(g) = gflops {
-            entry["gflops"] = serde_json::json!(g);
+        for mut case in all_cases() {
+            if let Some(filter) = &options.filter
+                && !case.name.contains(filter.as_str())
+            {
+                continue;
+            }
+            let timing = time_case(&mut case, options.iters);
+            let gflops = case
+                .flops
+                .map(|flops| flops / (timing.median_ms * 1e-3) / 1e9);
+            if options.json {
+                let mut entry = serde_json::json!({
+                    "median_ms": timing.median_ms,
+                    "p10_ms": timing.p10_ms,
+                    "p90_ms": timing.p90_ms,
+                    "iters": timing.iters,
+                });
+                if let Some(gflops) = gflops {
+                    entry["gflops"] = gflops.into();
+                }
+                kernels.insert(case.name.clone(), entry);
+            } else {
+                let gflops = gflops.map_or(String::from("-"), |g| format!("{g:.1}"));
+                println!(
+                    "{:<44} {:>10.3} {:>10.3} {:>10.3} {:>6} {:>9}",
+                    case.name, timing.median_ms, timing.p10_ms, timing.p90_ms, timing.iters, gflops
+                );
+            }
         }
-        results.insert(case.name, entry);
-    }
-    if options.json {
-        let out = serde_json::json!({ "threads": rayon::current_num_threads(), "cpu": cpu_name(), "kernels": results });
-        println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
-    }
+        if options.json {
+            let report = serde_json::json!({
+                "threads": options.threads,
+                "cpu": cpu_name(),
+                "kernels": kernels,
+            });
+            println!("{report}");
+        }
+    });
 }

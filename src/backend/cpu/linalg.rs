@@ -1,13 +1,36 @@
-//! GEMM on the CPU: `matrixmultiply::sgemm` on each block, rayon across blocks.
+//! GEMM on the CPU: `matrixmultiply::sgemm` (its AVX2+FMA micro-kernel, or AVX-512 where the
+//! CPU has it) on each block, rayon across blocks. Parallelism is one level only, and every
+//! block's sgemm is single-threaded.
 //!
-//! Parallelism is one level only: across batch items when there are enough of them,
-//! otherwise across row blocks of a single product. Each block's sgemm is single-threaded.
+//! How a product is cut into parallel blocks:
+//! - a batch of products whose `b` is shared and `a` not transposed is one tall product
+//!   (`[batch·m, k] · [k, n]`): one packing of `b` instead of one per item;
+//! - a batch of at least `threads` products runs items in parallel, several per task;
+//! - a single large product splits the larger of `m` and `n`: every block repacks the whole
+//!   other operand, so cutting the larger side keeps that repacking small. Blocks hold at
+//!   least `MIN_BLOCK` rows (columns) and there are at most `BLOCKS_PER_THREAD` per thread,
+//!   so work stealing can even out a core that is busy with something else;
+//! - a product with a small output and a long `k` (a weight gradient `Xᵀ·dY`) splits `k`
+//!   and sums the partial products;
+//! - anything under `PARALLEL_MIN_FLOPS` runs on the calling thread.
 
 use rayon::prelude::*;
 
 use super::{CpuBackend, tensor};
 use crate::backend::LinalgKernels;
 use crate::tensor::Tensor;
+
+/// Below this many flops a product runs on the calling thread: at ~50-100 GFLOP/s that is
+/// ~20 µs, a few times rayon's fork/join cost.
+const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+/// The fewest rows (or columns) of the output in one parallel block.
+const MIN_BLOCK: usize = 128;
+/// At most this many blocks per thread: more balances load, fewer repacks less.
+const BLOCKS_PER_THREAD: usize = 2;
+/// Split `k` instead of the output when the output has fewer elements than this and `k` is
+/// long enough that each part still does real work.
+const SPLIT_K_MAX_OUTPUT: usize = 1 << 14;
+const SPLIT_K_MIN_DEPTH: usize = 512;
 
 /// `c = op(a) · op(b)` for one `m×k · k×n` product, single-threaded. `a` and `b` are given
 /// with their row and column strides, which is how transposes are expressed.
@@ -25,11 +48,36 @@ pub fn sgemm(
     c: &mut [f32],
 ) {
     assert!(c.len() >= m * n);
+    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n);
+}
+
+/// `sgemm` writing into an `m×n` window of a row-major matrix whose rows are `ldc` apart
+/// (a column block of a wider output).
+#[allow(clippy::too_many_arguments)]
+fn sgemm_strided_c(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &[f32],
+    rsb: isize,
+    csb: isize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "sgemm output out of bounds"
+    );
     if k == 0 {
-        c[..m * n].fill(0.0);
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(0.0);
+        }
         return;
     }
     let a_extent = (m - 1) as isize * rsa + (k - 1) as isize * csa;
@@ -38,8 +86,8 @@ pub fn sgemm(
         a_extent < a.len() as isize && b_extent < b.len() as isize,
         "sgemm operand out of bounds"
     );
-    // SAFETY: the asserts above keep every element sgemm reads inside `a` and `b`, and `c`
-    // holds the m×n row-major output.
+    // SAFETY: the asserts above keep every element sgemm reads inside `a` and `b`, and every
+    // element it writes inside `c`.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -54,7 +102,7 @@ pub fn sgemm(
             csb,
             0.0,
             c.as_mut_ptr(),
-            n as isize,
+            ldc as isize,
             1,
         );
     }
@@ -66,6 +114,119 @@ fn strides(stored_cols: usize, transpose: bool) -> (isize, isize) {
         (1, stored_cols as isize)
     } else {
         (stored_cols as isize, 1)
+    }
+}
+
+/// How many parallel blocks to cut `extent` rows (or columns) into: at least `MIN_BLOCK`
+/// each, at most `BLOCKS_PER_THREAD` per thread.
+fn block_count(extent: usize, threads: usize) -> usize {
+    (extent / MIN_BLOCK).clamp(1, threads * BLOCKS_PER_THREAD)
+}
+
+/// `block` rounded up to a multiple of 16, so that block edges fall on micro-kernel edges.
+fn kernel_aligned(block: usize) -> usize {
+    block.div_ceil(16) * 16
+}
+
+/// `c = op(a) · op(b)` for one `m×k · k×n` product, parallel over blocks of `c` (see the
+/// header). `c` is the `m×n` row-major output.
+#[allow(clippy::too_many_arguments)]
+pub fn par_sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &[f32],
+    rsb: isize,
+    csb: isize,
+    c: &mut [f32],
+) {
+    let threads = rayon::current_num_threads();
+    if threads == 1 || 2 * m * n * k < PARALLEL_MIN_FLOPS {
+        return sgemm(m, k, n, a, rsa, csa, b, rsb, csb, c);
+    }
+    let c = &mut c[..m * n];
+    if m * n < SPLIT_K_MAX_OUTPUT && k >= SPLIT_K_MIN_DEPTH {
+        // Each part computes op(a)[:, ks] · op(b)[ks, :] into its own buffer; then sum.
+        let parts = (k / (SPLIT_K_MIN_DEPTH / 2)).clamp(1, threads);
+        let depth = k.div_ceil(parts);
+        let partials: Vec<Vec<f32>> = (0..parts)
+            .into_par_iter()
+            .map(|part| {
+                let (k0, k1) = (part * depth, ((part + 1) * depth).min(k));
+                let mut partial = vec![0.0f32; m * n];
+                let a_part = &a[k0 * csa as usize..];
+                let b_part = &b[k0 * rsb as usize..];
+                sgemm(
+                    m,
+                    k1 - k0,
+                    n,
+                    a_part,
+                    rsa,
+                    csa,
+                    b_part,
+                    rsb,
+                    csb,
+                    &mut partial,
+                );
+                partial
+            })
+            .collect();
+        c.copy_from_slice(&partials[0]);
+        for partial in &partials[1..] {
+            c.iter_mut().zip(partial).for_each(|(sum, x)| *sum += x);
+        }
+    } else if m >= n {
+        let rows = kernel_aligned(m.div_ceil(block_count(m, threads)));
+        c.par_chunks_mut(rows * n)
+            .enumerate()
+            .for_each(|(block, c_block)| {
+                let a_block = &a[block * rows * rsa as usize..];
+                sgemm(
+                    c_block.len() / n,
+                    k,
+                    n,
+                    a_block,
+                    rsa,
+                    csa,
+                    b,
+                    rsb,
+                    csb,
+                    c_block,
+                );
+            });
+    } else {
+        // Column blocks of a row-major `c` interleave in memory, so each task gets a raw
+        // pointer to its first column rather than a slice.
+        let cols = kernel_aligned(n.div_ceil(block_count(n, threads)));
+        let c_start = SharedOutput(c.as_mut_ptr());
+        let c_len = c.len();
+        (0..n.div_ceil(cols)).into_par_iter().for_each(|block| {
+            let (j0, j1) = (block * cols, ((block + 1) * cols).min(n));
+            // SAFETY: block `block` writes only columns j0..j1 of rows 0..m of `c`, which no
+            // other block touches; the slice below starts at column j0 of row 0 and ends at
+            // the end of `c`, inside `c`'s allocation, which outlives this parallel loop.
+            let c_block = unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
+            let b_block = &b[j0 * csb as usize..];
+            sgemm_strided_c(m, k, j1 - j0, a, rsa, csa, b_block, rsb, csb, c_block, n);
+        });
+    }
+}
+
+/// A pointer into the output that parallel blocks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SharedOutput(*mut f32);
+
+// SAFETY: only used by `par_sgemm`, whose blocks write disjoint elements.
+unsafe impl Send for SharedOutput {}
+unsafe impl Sync for SharedOutput {}
+
+impl SharedOutput {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers pass offsets inside the output.
+        unsafe { self.0.add(offset) }
     }
 }
 
@@ -89,48 +250,50 @@ impl LinalgKernels for CpuBackend {
 
         let mut out = vec![0.0f32; batch * m * n];
         let threads = rayon::current_num_threads();
-        let flops = 2 * batch * m * n * k;
-        if batch >= threads && flops > 1 << 16 {
-            out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-                let b_item = if b_shared {
-                    b_data
-                } else {
-                    &b_data[i * b_size..(i + 1) * b_size]
-                };
-                sgemm(
-                    m,
-                    k,
-                    n,
-                    &a_data[i * a_size..(i + 1) * a_size],
-                    rsa,
-                    csa,
-                    b_item,
-                    rsb,
-                    csb,
-                    c,
-                );
-            });
+        let item_flops = 2 * m * n * k;
+        if out.is_empty() {
+            // m, n or the batch is 0: nothing to compute (and no chunks to cut).
+        } else if batch == 1 || (b_shared && !transpose_a) {
+            // The rows of every item of `a` follow each other: one tall product.
+            par_sgemm(
+                batch * m,
+                k,
+                n,
+                a_data,
+                rsa,
+                csa,
+                b_data,
+                rsb,
+                csb,
+                &mut out,
+            );
+        } else if batch >= threads && batch * item_flops >= PARALLEL_MIN_FLOPS {
+            // Several items per task, so that each task is worth rayon's overhead.
+            let items_per_task =
+                (PARALLEL_MIN_FLOPS / 8 / item_flops.max(1)).clamp(1, batch / threads);
+            out.par_chunks_mut(items_per_task * m * n)
+                .enumerate()
+                .for_each(|(task, c_items)| {
+                    for (j, c) in c_items.chunks_mut(m * n).enumerate() {
+                        let i = task * items_per_task + j;
+                        let b_item = if b_shared {
+                            b_data
+                        } else {
+                            &b_data[i * b_size..(i + 1) * b_size]
+                        };
+                        let a_item = &a_data[i * a_size..(i + 1) * a_size];
+                        sgemm(m, k, n, a_item, rsa, csa, b_item, rsb, csb, c);
+                    }
+                });
         } else {
             for (i, c) in out.chunks_mut(m * n).enumerate() {
-                let a_item = &a_data[i * a_size..(i + 1) * a_size];
                 let b_item = if b_shared {
                     b_data
                 } else {
                     &b_data[i * b_size..(i + 1) * b_size]
                 };
-                // One product: split its rows into blocks, one rayon task each.
-                let rows_per_block = if m * n * k > 1 << 18 {
-                    m.div_ceil(threads * 4).max(16)
-                } else {
-                    m
-                };
-                c.par_chunks_mut(rows_per_block * n)
-                    .enumerate()
-                    .for_each(|(block, c_block)| {
-                        let rows = c_block.len() / n;
-                        let a_block = &a_item[block * rows_per_block * rsa as usize..];
-                        sgemm(rows, k, n, a_block, rsa, csa, b_item, rsb, csb, c_block);
-                    });
+                let a_item = &a_data[i * a_size..(i + 1) * a_size];
+                par_sgemm(m, k, n, a_item, rsa, csa, b_item, rsb, csb, c);
             }
         }
         let mut shape = a.shape()[..ra - 2].to_vec();

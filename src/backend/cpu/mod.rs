@@ -15,7 +15,7 @@ mod shape;
 use super::Backend;
 use crate::tensor::{Device, Storage, Tensor};
 
-pub use linalg::sgemm;
+pub use linalg::{par_sgemm, sgemm};
 
 /// Below this many elements a kernel runs on the calling thread: rayon's fork/join costs more
 /// than it saves.
