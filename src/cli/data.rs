@@ -14,3 +14,27 @@ pub fn stats(data: Option<&str>, json: bool) -> Result<()> {
         Ok(())
     }
 }
+
+pub fn fetch(
+    name: &str,
+    cache: Option<&std::path::Path>,
+    url: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    if !json {
+        eprintln!(
+            "fetching {name} into {} ...",
+            cache.map(|c| c.display().to_string()).unwrap_or_else(|| {
+                crate::data::fetch::default_cache_dir()
+                    .display()
+                    .to_string()
+            })
+        );
+    }
+    let folder = crate::data::fetch::fetch(name, cache, url)?;
+    if json {
+        return super::print_json(&serde_json::json!({ "dataset": name, "path": folder }));
+    }
+    println!("{name} is in {}", folder.display());
+    Ok(())
+}

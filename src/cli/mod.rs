@@ -126,6 +126,17 @@ enum DataCommand {
         #[arg(long)]
         data: Option<String>,
     },
+    /// Download a public data set from its publisher (ml-100k, ml-1m) into the cache folder
+    /// ($SEQREC_DATA, else ~/.cache/seqrec), checksum-verified.
+    Fetch {
+        name: String,
+        /// Cache folder (default: $SEQREC_DATA, then $XDG_CACHE_HOME/seqrec, ~/.cache/seqrec).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Base URL of the publisher's files (default: GroupLens).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -151,6 +162,9 @@ pub fn main() -> i32 {
         Command::Recommend(args) => run::recommend(args, cli.json),
         Command::Compare(args) => run::compare(args, cli.json),
         Command::Data(DataCommand::Stats { data }) => data::stats(data.as_deref(), cli.json),
+        Command::Data(DataCommand::Fetch { name, cache, url }) => {
+            data::fetch(&name, cache.as_deref(), url.as_deref(), cli.json)
+        }
     };
     match result {
         Ok(()) => 0,
