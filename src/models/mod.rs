@@ -86,11 +86,24 @@ pub fn next_item_loss(
     let (b, n, d) = (shape[0], shape[1], shape[2]);
     match kind {
         LossKind::FullSoftmax => {
+            // Only positions with a target: padding rows would cost a full row of logits each
+            // (18% of an ml-100k batch at n = 50, 56% at n = 200) for a zero loss.
+            let weights = batch.weights.to_vec();
+            let real: Vec<u32> = (0..(b * n) as u32)
+                .filter(|&r| weights[r as usize] != 0.0)
+                .collect();
+            let targets: Vec<u32> = real
+                .iter()
+                .map(|&r| batch.positives.values()[r as usize])
+                .collect();
+            let row_weights: Vec<f32> = real.iter().map(|&r| weights[r as usize]).collect();
+            let count = real.len();
             let rows = tape.reshape(hidden, &[b * n, d])?;
+            let rows = tape.index_select(rows, 0, &Ids::from_vec(&[count], real)?)?;
             let logits = tape.matmul_t(rows, items, false, true)?;
-            let targets = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
-            let weights = batch.weights.reshaped(&[b * n])?;
-            tape.cross_entropy(logits, &targets, Some(&weights))
+            let targets = Ids::from_vec(&[count], targets)?;
+            let row_weights = Tensor::from_vec(&[count], row_weights)?;
+            tape.cross_entropy(logits, &targets, Some(&row_weights))
         }
         LossKind::SampledBce => {
             let k = batch.negatives.shape()[2];
