@@ -123,14 +123,29 @@ impl AttRec {
         let (rows, d) = (users.shape()[0], self.dim);
         let user_table = tape.param(&self.store, self.user);
         let u = tape.embedding(user_table, users)?;
-        let u = tape.reshape(u, &[rows, 1, d])?;
         let v = tape.param(&self.store, self.long_item);
         let x = tape.param(&self.store, self.short_item);
-        let long = tape.squared_distance(u, v)?; // [rows, items + 1]
-        let short = tape.squared_distance(m, x)?;
+        let m = tape.reshape(m, &[rows, d])?;
+        let long = all_squared_distances(tape, u, v)?; // [rows, items + 1]
+        let short = all_squared_distances(tape, m, x)?;
         let y = self.mix(tape, long, short)?;
         tape.scale(y, -1.0)
     }
+}
+
+/// ‖a_r − b_i‖² for every row r of a `[rows, d]` and i of b `[items, d]`, as
+/// ‖a_r‖² − 2 a_r·b_i + ‖b_i‖²: one GEMM instead of a `[rows, items, d]` difference tensor.
+fn all_squared_distances(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
+    let items = tape.shape(b)[0];
+    let aa = tape.mul(a, a)?;
+    let a2 = tape.sum(aa, &[1], true)?; // [rows, 1]
+    let bb = tape.mul(b, b)?;
+    let b2 = tape.sum(bb, &[1], false)?;
+    let b2 = tape.reshape(b2, &[1, items])?;
+    let ab = tape.matmul_t(a, b, false, true)?;
+    let ab = tape.scale(ab, -2.0)?;
+    let sum = tape.add(ab, a2)?;
+    tape.add(sum, b2)
 }
 
 impl Model for AttRec {
