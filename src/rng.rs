@@ -14,10 +14,17 @@ pub fn hash32(mut x: u32) -> u32 {
     x
 }
 
+/// The key of stream `seed`: `bits_at(seed, i) = hash32(i ^ stream_key(seed))`, so a loop
+/// over one stream hashes the seed once.
+#[inline]
+pub fn stream_key(seed: u32) -> u32 {
+    hash32(seed.wrapping_add(0x9e37_79b9))
+}
+
 /// The `index`-th 32 random bits of stream `seed`.
 #[inline]
 pub fn bits_at(seed: u32, index: u32) -> u32 {
-    hash32(index ^ hash32(seed.wrapping_add(0x9e37_79b9)))
+    hash32(index ^ stream_key(seed))
 }
 
 /// A uniform float in [0, 1) at `index` of stream `seed` (24 bits of mantissa).

@@ -65,8 +65,31 @@ impl ElementwiseKernels for CpuBackend {
                 row_offset(row, out_shape, &sa),
                 row_offset(row, out_shape, &sb),
             );
-            for (j, o) in o.iter_mut().enumerate() {
-                *o = op.apply(x[oa + j * step_a], y[ob + j * step_b]);
+            let w = o.len();
+            // Contiguous or constant operands get loops the compiler vectorizes.
+            match (step_a, step_b) {
+                (1, 1) => {
+                    for ((o, &a), &b) in o.iter_mut().zip(&x[oa..oa + w]).zip(&y[ob..ob + w]) {
+                        *o = op.apply(a, b);
+                    }
+                }
+                (1, 0) => {
+                    let b = y[ob];
+                    for (o, &a) in o.iter_mut().zip(&x[oa..oa + w]) {
+                        *o = op.apply(a, b);
+                    }
+                }
+                (0, 1) => {
+                    let a = x[oa];
+                    for (o, &b) in o.iter_mut().zip(&y[ob..ob + w]) {
+                        *o = op.apply(a, b);
+                    }
+                }
+                _ => {
+                    for (j, o) in o.iter_mut().enumerate() {
+                        *o = op.apply(x[oa + j * step_a], y[ob + j * step_b]);
+                    }
+                }
             }
         };
         if n >= PARALLEL_MIN_ELEMENTS {

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use super::math::{fast_exp, max_of, sum_of};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::{NnKernels, sigmoid};
-use crate::rng::uniform_at;
+use crate::rng::{hash32, stream_key};
 use crate::tensor::Tensor;
 
 /// Runs `f(row index, output row)` over rows of `width`, in parallel when large.
@@ -116,13 +116,23 @@ impl NnKernels for CpuBackend {
         let mut stats = vec![(0.0f32, 0.0f32); rows];
         let kernel = |(r, (o, stat)): (usize, (&mut [f32], &mut (f32, f32)))| {
             let row = &xs[r * w..(r + 1) * w];
-            // Welford's running mean and sum of squared deviations.
-            let (mut mean, mut m2) = (0.0f32, 0.0f32);
-            for (i, &v) in row.iter().enumerate() {
-                let delta = v - mean;
-                mean += delta / (i + 1) as f32;
-                m2 += delta * (v - mean);
+            // Two passes over the row (it is in L1): the mean, then the sum of squared
+            // deviations from it. As exact as Welford's update, without its division per
+            // element, and both passes vectorize.
+            let mean = sum_of(row) / w as f32;
+            let mut lanes = [0.0f32; 8];
+            let chunks = row.chunks_exact(8);
+            let tail: f32 = chunks
+                .remainder()
+                .iter()
+                .map(|&v| (v - mean) * (v - mean))
+                .sum();
+            for chunk in chunks {
+                for (l, &v) in lanes.iter_mut().zip(chunk) {
+                    *l += (v - mean) * (v - mean);
+                }
             }
+            let m2 = lanes.iter().sum::<f32>() + tail;
             let rstd = 1.0 / (m2 / w as f32 + eps).sqrt();
             for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(g).zip(b) {
                 *o = (v - mean) * rstd * g + b;
@@ -201,15 +211,15 @@ impl NnKernels for CpuBackend {
         let xs = x.cpu();
         let scale = 1.0 / (1.0 - p);
         let mut out = vec![0.0f32; xs.len()];
+        // Element i is dropped when uniform_at(stream, i) < p, i.e. when its 24 random bits
+        // are below ⌈p·2²⁴⌉: the same test in integers, with the stream's key hashed once.
+        let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
+        let key = stream_key(stream);
         rows_mut(&mut out, 4096, |chunk, o| {
             let start = chunk * 4096;
-            for (j, o) in o.iter_mut().enumerate() {
-                let i = start + j;
-                *o = if uniform_at(stream, i as u32) < p {
-                    0.0
-                } else {
-                    xs[i] * scale
-                };
+            for (j, (o, &v)) in o.iter_mut().zip(&xs[start..]).enumerate() {
+                let bits = hash32((start + j) as u32 ^ key) >> 8;
+                *o = if bits < threshold { 0.0 } else { v * scale };
             }
         });
         tensor(x.shape(), out)
