@@ -121,8 +121,8 @@ pub fn next_item_loss(
                 tape.bce_with_logits(positive_logits, &ones, Some(&batch.weights))?;
             let negative_loss =
                 tape.bce_with_logits(negative_logits, &zeros, Some(&negative_weights))?;
-            // Mean over real positions of (−log σ(pos) − Σ_j log σ(−neg_j)/k)·… the two terms
-            // are averaged separately and added, as in SASRec's reference code.
+            // −log σ(pos) averaged over real positions plus −log σ(−neg) averaged over their
+            // negatives: with one negative this is SASRec's loss, summed per position.
             tape.add(positive_loss, negative_loss)
         }
     }
