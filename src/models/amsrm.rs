@@ -20,12 +20,9 @@
 //! Training: next item at every position, full-softmax cross-entropy or BCE with sampled
 //! negatives.
 
-use super::layers::{AttentionBlock, LayerNorm, Linear};
+use super::layers::{BlockStack, Linear};
 use super::side_info::{SideInfo, add_field_table, pooled_field};
-use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss,
-    padding_mask,
-};
+use super::{LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -46,8 +43,7 @@ pub struct Amsrm {
     feature_key: Option<Linear>,
     /// E = concat(S, M) → width d.
     fuse: Linear,
-    blocks: Vec<AttentionBlock>,
-    final_norm: LayerNorm,
+    encoder: BlockStack,
     dim: usize,
     dropout: f32,
 }
@@ -139,20 +135,7 @@ impl Amsrm {
             (None, None, d * (1 + fields))
         };
         let fuse = Linear::new(&mut store, "fuse", fused_width, d, &mut rng)?;
-        let blocks = (0..config.blocks)
-            .map(|b| {
-                AttentionBlock::new(
-                    &mut store,
-                    &format!("block{b}"),
-                    d,
-                    config.ffn_dim,
-                    config.heads,
-                    config.dropout,
-                    &mut rng,
-                )
-            })
-            .collect::<Result<_>>()?;
-        let final_norm = LayerNorm::new(&mut store, "final_norm", d, 1e-8)?;
+        let encoder = BlockStack::new(&mut store, config, &mut rng)?;
         Ok(Amsrm {
             store,
             side,
@@ -164,8 +147,7 @@ impl Amsrm {
             feature_query,
             feature_key,
             fuse,
-            blocks,
-            final_norm,
+            encoder,
             dim: d,
             dropout: config.dropout,
         })
@@ -236,13 +218,7 @@ impl Amsrm {
         };
         let e = self.fuse.forward(tape, store, e)?;
         let e = tape.dropout(e, self.dropout)?;
-        let key_mask = padding_mask(&input.items);
-        let keep = tape.constant(key_mask.reshaped(&[b, n, 1])?);
-        let mut x = tape.mul(e, keep)?;
-        for block in &self.blocks {
-            x = block.forward(tape, store, x, keep, &key_mask)?;
-        }
-        let hidden = self.final_norm.forward(tape, store, x)?;
+        let hidden = self.encoder.forward(tape, store, e, &input.items)?;
         let items = self.output_items(tape, &item_fields)?;
         Ok((hidden, items))
     }

@@ -131,3 +131,55 @@ impl AttentionBlock {
         tape.mul(x, keep)
     }
 }
+
+/// SASRec's encoder after the embedding (shared by SASRec and AMSRM): padding positions
+/// zeroed, `config.blocks` attention blocks, then a final layer norm. Parameters are named
+/// `block{i}.*` and `final_norm.*`.
+pub struct BlockStack {
+    blocks: Vec<AttentionBlock>,
+    final_norm: LayerNorm,
+}
+
+impl BlockStack {
+    pub fn new(
+        store: &mut ParamStore,
+        config: &crate::config::ModelConfig,
+        rng: &mut Rng,
+    ) -> Result<BlockStack> {
+        let d = config.dim;
+        let blocks = (0..config.blocks)
+            .map(|b| {
+                AttentionBlock::new(
+                    store,
+                    &format!("block{b}"),
+                    d,
+                    config.ffn_dim,
+                    config.heads,
+                    config.dropout,
+                    rng,
+                )
+            })
+            .collect::<Result<_>>()?;
+        let final_norm = LayerNorm::new(store, "final_norm", d, 1e-8)?;
+        Ok(BlockStack { blocks, final_norm })
+    }
+
+    /// F: the last block's output at every position of x `[B, n, d]`, the embedded `items`
+    /// `[B, n]` (id 0 = padding).
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        x: Var,
+        items: &crate::tensor::Ids,
+    ) -> Result<Var> {
+        let key_mask = super::padding_mask(items);
+        let shape = items.shape();
+        let keep = tape.constant(key_mask.reshaped(&[shape[0], shape[1], 1])?);
+        let mut x = tape.mul(x, keep)?;
+        for block in &self.blocks {
+            x = block.forward(tape, store, x, keep, &key_mask)?;
+        }
+        self.final_norm.forward(tape, store, x)
+    }
+}

@@ -9,11 +9,8 @@
 //! Training (III-E): next item at every position; BCE with one sampled negative (the paper) or
 //! full-softmax cross-entropy (the option that usually works better).
 
-use super::layers::{AttentionBlock, LayerNorm};
-use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss,
-    padding_mask,
-};
+use super::layers::BlockStack;
+use super::{LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -24,8 +21,7 @@ pub struct SasRec {
     store: ParamStore,
     item_embedding: ParamId,
     position_embedding: ParamId,
-    blocks: Vec<AttentionBlock>,
-    final_norm: LayerNorm,
+    encoder: BlockStack,
     dim: usize,
     dropout: f32,
 }
@@ -37,26 +33,12 @@ impl SasRec {
         let d = config.dim;
         let item_embedding = store.add_xavier("item_embedding", &[items + 1, d], &mut rng)?;
         let position_embedding = store.add_xavier("position_embedding", &[max_len, d], &mut rng)?;
-        let blocks = (0..config.blocks)
-            .map(|b| {
-                AttentionBlock::new(
-                    &mut store,
-                    &format!("block{b}"),
-                    d,
-                    config.ffn_dim,
-                    config.heads,
-                    config.dropout,
-                    &mut rng,
-                )
-            })
-            .collect::<Result<_>>()?;
-        let final_norm = LayerNorm::new(&mut store, "final_norm", d, 1e-8)?;
+        let encoder = BlockStack::new(&mut store, config, &mut rng)?;
         Ok(SasRec {
             store,
             item_embedding,
             position_embedding,
-            blocks,
-            final_norm,
+            encoder,
             dim: d,
             dropout: config.dropout,
         })
@@ -71,14 +53,7 @@ impl SasRec {
         let positions = tape.param(store, self.position_embedding);
         let x = tape.add(embedded, positions)?;
         let x = tape.dropout(x, self.dropout)?;
-        let key_mask = padding_mask(&input.items);
-        let shape = input.items.shape();
-        let keep = tape.constant(key_mask.reshaped(&[shape[0], shape[1], 1])?);
-        let mut x = tape.mul(x, keep)?;
-        for block in &self.blocks {
-            x = block.forward(tape, store, x, keep, &key_mask)?;
-        }
-        self.final_norm.forward(tape, store, x)
+        self.encoder.forward(tape, store, x, &input.items)
     }
 }
 
