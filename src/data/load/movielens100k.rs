@@ -92,13 +92,25 @@ pub fn parse_movielens100k(files: &Ml100kFiles<'_>, folder: &Path) -> Result<Dat
 
 /// `u.data`: `user TAB item TAB rating TAB timestamp`.
 pub fn parse_ratings(bytes: &[u8], path: &Path, builder: &mut DatasetBuilder) -> Result<()> {
-    const COLUMNS: [&str; 4] = ["user_id", "item_id", "rating", "timestamp"];
+    parse_rating_lines(bytes, path, "\t", "item_id", builder)
+}
+
+/// MovieLens rating lines `user SEP item SEP rating SEP timestamp` (ml-100k's `u.data`, ml-1m's
+/// `ratings.dat`): ratings 1..5, the rating level as behaviour type `rating=r`.
+pub(super) fn parse_rating_lines(
+    bytes: &[u8],
+    path: &Path,
+    separator: &str,
+    item_field: &'static str,
+    builder: &mut DatasetBuilder,
+) -> Result<()> {
     const BEHAVIOURS: [&str; 5] = ["rating=1", "rating=2", "rating=3", "rating=4", "rating=5"];
     for line in LineReader::non_empty(bytes, path, Encoding::Utf8)? {
         let line = line?;
-        let columns = line.fixed_columns("\t", &COLUMNS)?;
+        let columns =
+            line.fixed_columns(separator, &["user_id", item_field, "rating", "timestamp"])?;
         let user = line.id(columns[0], "user_id")?;
-        let item = line.id(columns[1], "item_id")?;
+        let item = line.id(columns[1], item_field)?;
         let rating: u8 = line.parse(columns[2], "rating")?;
         if !(1..=5).contains(&rating) {
             return Err(line.error("rating", format!("expected 1..5, found {rating}")));

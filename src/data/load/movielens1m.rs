@@ -111,27 +111,7 @@ pub fn parse_movielens1m(
 
 /// `ratings.dat`: `UserID::MovieID::Rating::Timestamp`.
 pub fn parse_ratings_dat(bytes: &[u8], path: &Path, builder: &mut DatasetBuilder) -> Result<()> {
-    const BEHAVIOURS: [&str; 5] = ["rating=1", "rating=2", "rating=3", "rating=4", "rating=5"];
-    for line in LineReader::non_empty(bytes, path, Encoding::Utf8)? {
-        let line = line?;
-        let columns = line.fixed_columns("::", &["user_id", "movie_id", "rating", "timestamp"])?;
-        let user = line.id(columns[0], "user_id")?;
-        let item = line.id(columns[1], "movie_id")?;
-        let rating: u8 = line.parse(columns[2], "rating")?;
-        if !(1..=5).contains(&rating) {
-            return Err(line.error("rating", format!("expected 1..5, found {rating}")));
-        }
-        let timestamp = line.seconds(columns[3], "timestamp")?;
-        let behaviour = BEHAVIOURS[rating as usize - 1];
-        builder.push(
-            user,
-            item,
-            Some(timestamp),
-            Some(rating as f32),
-            Some(behaviour),
-        );
-    }
-    Ok(())
+    super::movielens100k::parse_rating_lines(bytes, path, "::", "movie_id", builder)
 }
 
 /// `implicit-resn/{train,test}.txt`: `u i1 i2 ...`, 0-based ids, stored 1-based.
