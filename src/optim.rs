@@ -4,6 +4,7 @@
 //! checkpoints store) with its accumulated gradient. Optimizers read the gradients and
 //! update the values in place; `zero_grad` clears the gradients between steps.
 
+use crate::backend::{self, AdamStep};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -71,6 +72,16 @@ impl ParamStore {
         };
         let bound = (6.0 / (fan_in + fan_out) as f32).sqrt();
         self.add_uniform(name, shape, bound, rng)
+    }
+
+    /// Moves every parameter (and gradient) to `device`; training then runs there.
+    pub fn to_device(&mut self, device: crate::tensor::Device) {
+        for v in &mut self.values {
+            *v = v.to_device(device);
+        }
+        for g in self.grads.iter_mut().flatten() {
+            *g = g.to_device(device);
+        }
     }
 
     /// Marks a parameter as exempt from weight decay (AdamW, SGD's L2).
@@ -144,18 +155,13 @@ impl ParamStore {
         self.values.iter().map(Tensor::len).sum()
     }
 
-    /// The global L2 norm of all gradients.
+    /// The global L2 norm of all gradients (one readback per gradient on a GPU).
     pub fn grad_norm(&self) -> f32 {
         let sum: f64 = self
             .grads
             .iter()
             .flatten()
-            .map(|g| {
-                g.to_vec()
-                    .iter()
-                    .map(|&v| (v as f64) * (v as f64))
-                    .sum::<f64>()
-            })
+            .map(|g| backend::of(g).sum_squares(g).item() as f64)
             .sum();
         sum.sqrt() as f32
     }
@@ -167,19 +173,19 @@ impl ParamStore {
         if norm > max_norm && norm > 0.0 {
             let factor = max_norm / norm;
             for grad in self.grads.iter_mut().flatten() {
-                grad.cpu_mut().iter_mut().for_each(|g| *g *= factor);
+                *grad = backend::of(grad).scale(grad, factor);
             }
         }
         norm
     }
 }
 
-/// Per-parameter first and second moments.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+/// Per-parameter first and second moments, on the parameters' device.
+#[derive(Clone, Debug, Default)]
 pub struct AdamState {
     pub step: u64,
-    pub m: Vec<Vec<f32>>,
-    pub v: Vec<Vec<f32>>,
+    pub m: Vec<Tensor>,
+    pub v: Vec<Tensor>,
 }
 
 /// Adam (Kingma & Ba 2015); with `decoupled_weight_decay > 0` it is AdamW (Loshchilov &
@@ -217,15 +223,11 @@ impl Adam {
     pub fn step(&mut self, store: &mut ParamStore) {
         let st = &mut self.state;
         if st.m.len() != store.len() {
-            st.m = store.values.iter().map(|v| vec![0.0; v.len()]).collect();
+            st.m = store.values.iter().map(zeros_like).collect();
             st.v = st.m.clone();
         }
         st.step += 1;
         let t = st.step as i32;
-        let bias1 = 1.0 - self.beta1.powi(t);
-        let bias2 = 1.0 - self.beta2.powi(t);
-        let step_size = self.lr / bias1;
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         for i in 0..store.len() {
             let Some(grad) = store.grads[i].as_ref() else {
                 continue;
@@ -235,16 +237,23 @@ impl Adam {
             } else {
                 self.lr * self.decoupled_weight_decay
             };
-            let grad = grad.cpu();
-            let (m, v) = (&mut st.m[i], &mut st.v[i]);
-            let theta = store.values[i].cpu_mut();
-            for j in 0..theta.len() {
-                let g = grad[j];
-                m[j] = b1 * m[j] + (1.0 - b1) * g;
-                v[j] = b2 * v[j] + (1.0 - b2) * g * g;
-                let denom = (v[j] / bias2).sqrt() + eps;
-                theta[j] -= step_size * m[j] / denom + decay * theta[j];
+            let step = AdamStep {
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                step_size: self.lr / (1.0 - self.beta1.powi(t)),
+                bias2: 1.0 - self.beta2.powi(t),
+                decay,
+            };
+            let theta = &mut store.values[i];
+            // Moments restored from a checkpoint arrive on the host.
+            let device = theta.device();
+            for moment in [&mut st.m[i], &mut st.v[i]] {
+                if moment.device() != device {
+                    *moment = moment.to_device(device);
+                }
             }
+            backend::of(theta).adam_update(theta, &mut st.m[i], &mut st.v[i], grad, &step);
         }
     }
 }
@@ -255,7 +264,7 @@ pub struct Sgd {
     pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
-    velocity: Vec<Vec<f32>>,
+    velocity: Vec<Tensor>,
 }
 
 impl Sgd {
@@ -270,7 +279,7 @@ impl Sgd {
 
     pub fn step(&mut self, store: &mut ParamStore) {
         if self.velocity.len() != store.len() {
-            self.velocity = store.values.iter().map(|v| vec![0.0; v.len()]).collect();
+            self.velocity = store.values.iter().map(zeros_like).collect();
         }
         for i in 0..store.len() {
             let Some(grad) = store.grads[i].as_ref() else {
@@ -281,13 +290,14 @@ impl Sgd {
             } else {
                 self.weight_decay
             };
-            let grad = grad.cpu();
+            let theta = &mut store.values[i];
             let velocity = &mut self.velocity[i];
-            let theta = store.values[i].cpu_mut();
-            for j in 0..theta.len() {
-                velocity[j] = self.momentum * velocity[j] + grad[j] + decay * theta[j];
-                theta[j] -= self.lr * velocity[j];
-            }
+            backend::of(theta).sgd_update(theta, velocity, grad, self.lr, self.momentum, decay);
         }
     }
+}
+
+/// Zeros of `t`'s shape on `t`'s device.
+fn zeros_like(t: &Tensor) -> Tensor {
+    Tensor::zeros(t.shape()).to_device(t.device())
 }

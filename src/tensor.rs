@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::backend::gpu::GpuBuffer;
 use crate::error::{Error, Result};
 
 /// The largest rank a tensor may have: (batch, heads, length, width) is the deepest we need.
@@ -13,6 +14,17 @@ pub const MAX_RANK: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    /// The GPU opened by `backend::gpu` (one per process).
+    Gpu,
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Gpu => "gpu",
+        })
+    }
 }
 
 /// A tensor's values. Cloning is cheap (the buffer is shared); a kernel that writes makes its
@@ -20,12 +32,14 @@ pub enum Device {
 #[derive(Clone, Debug)]
 pub enum Storage {
     Cpu(Arc<Vec<f32>>),
+    Gpu(Arc<GpuBuffer>),
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(_) => Device::Gpu,
         }
     }
 }
@@ -110,17 +124,36 @@ impl Tensor {
         &self.storage
     }
 
-    /// The values of a CPU tensor, borrowed. Kernels of the CPU backend read through this.
+    /// The values of a CPU tensor, borrowed. Kernels of the CPU backend read through this;
+    /// a GPU tensor here is a bug in the caller (use `to_vec` or `to_device`).
     pub fn cpu(&self) -> &[f32] {
         match &self.storage {
             Storage::Cpu(values) => values,
+            Storage::Gpu(_) => panic!("cpu(): tensor {:?} lives on the GPU", self.shape),
         }
     }
 
-    /// The values, copied to the host whatever the device.
+    /// The values, copied to the host whatever the device (a GPU tensor waits for the work
+    /// recorded so far).
     pub fn to_vec(&self) -> Vec<f32> {
         match &self.storage {
             Storage::Cpu(values) => values.as_ref().clone(),
+            Storage::Gpu(buffer) => crate::backend::gpu::read(buffer),
+        }
+    }
+
+    /// The same values on `device` (shared, not copied, when already there).
+    pub fn to_device(&self, device: Device) -> Tensor {
+        let storage = match (&self.storage, device) {
+            (Storage::Cpu(_), Device::Cpu) | (Storage::Gpu(_), Device::Gpu) => self.storage.clone(),
+            (Storage::Gpu(_), Device::Cpu) => Storage::Cpu(Arc::new(self.to_vec())),
+            (Storage::Cpu(values), Device::Gpu) => {
+                Storage::Gpu(Arc::new(crate::backend::gpu::upload(values)))
+            }
+        };
+        Tensor {
+            shape: self.shape.clone(),
+            storage,
         }
     }
 
@@ -139,6 +172,7 @@ impl Tensor {
     pub fn cpu_mut(&mut self) -> &mut [f32] {
         match &mut self.storage {
             Storage::Cpu(values) => Arc::make_mut(values).as_mut_slice(),
+            Storage::Gpu(_) => panic!("cpu_mut(): tensor {:?} lives on the GPU", self.shape),
         }
     }
 

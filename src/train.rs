@@ -351,14 +351,8 @@ fn save_optimizer(path: &Path, store: &ParamStore, adam: &Adam) -> Result<()> {
     for (i, id) in store.ids().enumerate() {
         if i < st.m.len() {
             let shape = store.value(id).shape().to_vec();
-            named.push((
-                format!("m.{}", store.name(id)),
-                Tensor::from_vec(&shape, st.m[i].clone())?,
-            ));
-            named.push((
-                format!("v.{}", store.name(id)),
-                Tensor::from_vec(&shape, st.v[i].clone())?,
-            ));
+            named.push((format!("m.{}", store.name(id)), st.m[i].reshaped(&shape)?));
+            named.push((format!("v.{}", store.name(id)), st.v[i].reshaped(&shape)?));
         }
     }
     let refs: Vec<(String, &Tensor)> = named.iter().map(|(n, t)| (n.clone(), t)).collect();
@@ -378,12 +372,20 @@ fn load_optimizer(path: &Path, store: &ParamStore, adam: &mut Adam) -> Result<()
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| Error::Invalid(format!("{}: missing optimizer step", path.display())))?;
     let tensors = tensors_from_safetensors(&bytes, path)?;
-    let find = |name: String| -> Result<Vec<f32>> {
-        tensors
+    let find = |name: String, shape: &[usize]| -> Result<Tensor> {
+        let t = tensors
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, t)| t.to_vec())
-            .ok_or_else(|| Error::Invalid(format!("{}: missing `{name}`", path.display())))
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| Error::Invalid(format!("{}: missing `{name}`", path.display())))?;
+        if t.shape() != shape {
+            return Err(Error::Invalid(format!(
+                "{}: `{name}` has shape {:?}, the model needs {shape:?}",
+                path.display(),
+                t.shape()
+            )));
+        }
+        Ok(t)
     };
     let mut state = AdamState {
         step,
@@ -392,8 +394,9 @@ fn load_optimizer(path: &Path, store: &ParamStore, adam: &mut Adam) -> Result<()
     };
     if step > 0 {
         for id in store.ids() {
-            state.m.push(find(format!("m.{}", store.name(id)))?);
-            state.v.push(find(format!("v.{}", store.name(id)))?);
+            let shape = store.value(id).shape();
+            state.m.push(find(format!("m.{}", store.name(id)), shape)?);
+            state.v.push(find(format!("v.{}", store.name(id)), shape)?);
         }
     }
     adam.state = state;

@@ -1,7 +1,7 @@
 use crate::backend;
 use crate::error::{Error, Result};
 use crate::optim::{ParamId, ParamStore};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 /// A handle to a value recorded on a tape. Copy it freely; it is an index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,6 +50,8 @@ pub struct Tape {
     training: bool,
     dropout_calls: u32,
     seed: u32,
+    /// Where every value of this tape lives; values recorded from elsewhere are moved here.
+    device: Device,
 }
 
 impl Default for Tape {
@@ -68,7 +70,19 @@ impl Tape {
             training: true,
             dropout_calls: 0,
             seed: 0,
+            device: Device::Cpu,
         }
+    }
+
+    /// This tape with its values on `device`: constants and leaves recorded from host data
+    /// are uploaded, so a model runs on either device without a code change.
+    pub fn on(mut self, device: Device) -> Tape {
+        self.device = device;
+        self
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// A tape that records nothing for backward (inference): ops only compute values, and
@@ -112,6 +126,7 @@ impl Tape {
     }
 
     fn push(&mut self, value: Tensor, requires_grad: bool, record: Option<Record>) -> Var {
+        let value = value.to_device(self.device);
         self.nodes.push(Node {
             value,
             requires_grad,
@@ -210,7 +225,7 @@ impl Tape {
             ));
         }
         let mut grads: Vec<Option<Tensor>> = vec![None; out.0 + 1];
-        grads[out.0] = Some(seed);
+        grads[out.0] = Some(seed.to_device(self.device));
         for index in (0..=out.0).rev() {
             let node = &self.nodes[index];
             let Some(record) = &node.record else { continue };

@@ -5,6 +5,7 @@
 //! The CPU implements every family in `cpu/`; the GPU backend implements the same traits.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::ops::Activation;
 use crate::tensor::{Device, Tensor};
@@ -172,38 +173,40 @@ pub trait NnKernels {
     fn log_softmax(&self, x: &Tensor) -> Tensor;
     /// dx = dy − e^y·Σ dy given the log-softmax output y.
     fn log_softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor;
-    /// (y, per-row mean, per-row 1/std) of y = (x − μ)/σ·gain + bias.
+    /// (y, per-row mean, per-row 1/std) of y = (x − μ)/σ·gain + bias; the statistics are
+    /// `[rows]` tensors on the same device, kept for backward.
     fn layer_norm(
         &self,
         x: &Tensor,
         gain: &Tensor,
         bias: &Tensor,
         eps: f32,
-    ) -> (Tensor, Vec<f32>, Vec<f32>);
+    ) -> (Tensor, Tensor, Tensor);
     /// (dx, dgain, dbias).
     fn layer_norm_backward(
         &self,
         x: &Tensor,
         gain: &Tensor,
-        mean: &[f32],
-        rstd: &[f32],
+        mean: &Tensor,
+        rstd: &Tensor,
         dy: &Tensor,
     ) -> (Tensor, Tensor, Tensor);
     /// Element i is zeroed when `uniform_at(stream, i)` < p, else scaled by 1/(1 − p). The
     /// backward is the same map applied to dy.
     fn dropout(&self, x: &Tensor, p: f32, stream: u32) -> Tensor;
     /// The loss Σ_r w_r·(lse_r − x_{r,t_r}) / Σ w for logits `[N, C]`, and its gradient
-    /// w_r/Σw·(softmax_r − onehot(t_r)), computed in the same pass over each row.
-    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Tensor);
-    /// Σ w·(max(x,0) − x·y + ln(1 + e^{−|x|})) / Σ w.
-    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32;
-    /// dx = dloss·w/Σw·(σ(x) − y).
+    /// w_r/Σw·(softmax_r − onehot(t_r)), computed in the same pass over each row. The loss
+    /// is a rank-0 tensor on the logits' device (read back only when the caller wants it).
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (Tensor, Tensor);
+    /// Σ w·(max(x,0) − x·y + ln(1 + e^{−|x|})) / Σ w, as a rank-0 tensor.
+    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> Tensor;
+    /// dx = dloss·w/Σw·(σ(x) − y); `dloss` is the loss's (single-element) gradient.
     fn bce_with_logits_backward(
         &self,
         logits: &Tensor,
         labels: &Tensor,
         weights: &[f32],
-        dloss: f32,
+        dloss: &Tensor,
     ) -> Tensor;
 }
 
@@ -345,7 +348,45 @@ pub struct FfnGradients {
     pub db2: Tensor,
 }
 
-/// Every kernel family: what a device must provide to run seqrec.
+/// The hyper-parameters of one Adam/AdamW step (bias corrections folded in by the caller).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// lr / (1 − β₁ᵗ).
+    pub step_size: f32,
+    /// 1 − β₂ᵗ.
+    pub bias2: f32,
+    /// lr·λ (0 for parameters exempt from decay).
+    pub decay: f32,
+}
+
+/// Parameter updates, in place on the parameter's device.
+pub trait OptimizerKernels {
+    /// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − step_size·m/(√(v/bias2) + ε) − decay·θ.
+    fn adam_update(
+        &self,
+        theta: &mut Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        grad: &Tensor,
+        step: &AdamStep,
+    );
+    /// v ← μv + g + λθ; θ ← θ − lr·v.
+    fn sgd_update(
+        &self,
+        theta: &mut Tensor,
+        velocity: &mut Tensor,
+        grad: &Tensor,
+        lr: f32,
+        momentum: f32,
+        decay: f32,
+    );
+    /// Σ x², as a rank-0 tensor on x's device.
+    fn sum_squares(&self, x: &Tensor) -> Tensor;
+}
+
 /// How a fused attention call is configured (see `Tape::attention`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionSpec {
@@ -395,6 +436,7 @@ pub trait Backend:
     + RecurrentKernels
     + FeedForwardKernels
     + AttentionKernels
+    + OptimizerKernels
     + Send
     + Sync
 {
@@ -430,6 +472,7 @@ pub fn for_device(device: Device) -> &'static dyn Backend {
     keep_freed_memory();
     match device {
         Device::Cpu => &CPU,
+        Device::Gpu => gpu::backend().expect("a GPU tensor exists, so the GPU backend was opened"),
     }
 }
 

@@ -187,6 +187,8 @@ impl ScoreRows for Tensor {
         // An exhaustive match: a new device must decide here how its scores reach the host.
         match self.storage() {
             Storage::Cpu(values) => Ok(Cow::Borrowed(values.as_slice())),
+            // One readback per batch of scored users; ranking runs on the host.
+            Storage::Gpu(_) => Ok(Cow::Owned(self.to_vec())),
         }
     }
 }

@@ -10,9 +10,9 @@
 //! squared_distance: Σ over the last axis of (a − b)², a and b broadcast over leading axes.
 
 use crate::autograd::{Backward, BackwardContext, Tape, Var};
-use crate::backend;
+use crate::backend::{self, BinaryOp};
 use crate::error::{Error, Result};
-use crate::tensor::{Ids, Tensor};
+use crate::tensor::{Device, Ids, Tensor};
 
 /// The forward already computed the gradient for dloss = 1 (one pass over the logits either
 /// way); backward only scales it.
@@ -22,11 +22,18 @@ struct CrossEntropyBackward {
 
 impl Backward for CrossEntropyBackward {
     fn backward(&self, ctx: &BackwardContext<'_>) -> Result<Vec<Option<Tensor>>> {
-        let dloss = ctx.grad.item();
-        let dx = if dloss == 1.0 {
-            self.unit_grad.clone()
+        let be = backend::of(&self.unit_grad);
+        let dx = if ctx.grad.device() == Device::Cpu {
+            // Reading a host value costs nothing; skip the pass when dloss = 1 (the usual case).
+            match ctx.grad.item() {
+                1.0 => self.unit_grad.clone(),
+                dloss => be.affine(&self.unit_grad, dloss, 0.0),
+            }
         } else {
-            backend::of(ctx.grad).affine(&self.unit_grad, dloss, 0.0)
+            // On a GPU the scale stays on the device: no readback in the middle of backward.
+            let shape = self.unit_grad.shape();
+            let dloss = ctx.grad.reshaped(&vec![1; shape.len()])?;
+            be.binary(BinaryOp::Mul, &self.unit_grad, &dloss, shape)
         };
         Ok(vec![Some(dx)])
     }
@@ -39,13 +46,14 @@ struct BceBackward {
 
 impl Backward for BceBackward {
     fn backward(&self, ctx: &BackwardContext<'_>) -> Result<Vec<Option<Tensor>>> {
-        let dloss = ctx.grad.item();
-        Ok(vec![Some(backend::of(ctx.grad).bce_with_logits_backward(
-            ctx.inputs[0],
-            &self.labels,
-            &self.weights,
-            dloss,
-        ))])
+        Ok(vec![Some(
+            backend::of(ctx.inputs[0]).bce_with_logits_backward(
+                ctx.inputs[0],
+                &self.labels,
+                &self.weights,
+                ctx.grad,
+            ),
+        )])
     }
 }
 
@@ -93,7 +101,7 @@ impl Tape {
         let (loss, unit_grad) = backend::of(x).cross_entropy(x, targets.values(), &weights);
         Ok(self.record(
             "cross_entropy",
-            Tensor::scalar(loss),
+            loss,
             &[logits],
             CrossEntropyBackward { unit_grad },
         ))
@@ -121,7 +129,7 @@ impl Tape {
         let loss = backend::of(x).bce_with_logits(x, labels, &weights);
         Ok(self.record(
             "bce_with_logits",
-            Tensor::scalar(loss),
+            loss,
             &[logits],
             BceBackward {
                 labels: labels.clone(),

@@ -34,8 +34,8 @@ impl Backward for LogSoftmaxBackward {
 }
 
 struct LayerNormBackward {
-    mean: Vec<f32>,
-    rstd: Vec<f32>,
+    mean: Tensor,
+    rstd: Tensor,
 }
 
 impl Backward for LayerNormBackward {

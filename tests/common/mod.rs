@@ -158,3 +158,18 @@ pub fn ref_transpose(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f
     }
     y
 }
+
+/// The GPU backend for a GPU test, or `None` with the reason printed (no adapter here).
+/// With `SEQREC_REQUIRE_GPU=1` (CI) a missing adapter fails the test instead.
+pub fn gpu_or_skip(test: &str) -> Option<&'static seqrec::backend::gpu::GpuBackend> {
+    match seqrec::backend::gpu::backend() {
+        Ok(gpu) => Some(gpu),
+        Err(why) if std::env::var("SEQREC_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("{test}: SEQREC_REQUIRE_GPU=1 but {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping {test}: {why} (set SEQREC_REQUIRE_GPU=1 to fail instead)");
+            None
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod gru;
 mod linalg;
 mod math;
 mod nn;
+mod optim;
 mod shape;
 
 use super::Backend;

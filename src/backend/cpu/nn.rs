@@ -109,7 +109,7 @@ impl NnKernels for CpuBackend {
         gain: &Tensor,
         bias: &Tensor,
         eps: f32,
-    ) -> (Tensor, Vec<f32>, Vec<f32>) {
+    ) -> (Tensor, Tensor, Tensor) {
         let (xs, g, b, w) = (x.cpu(), gain.cpu(), bias.cpu(), last(x));
         let rows = xs.len() / w.max(1);
         let mut out = vec![0.0f32; xs.len()];
@@ -150,19 +150,24 @@ impl NnKernels for CpuBackend {
                 .enumerate()
                 .for_each(kernel);
         }
-        let (mean, rstd) = stats.into_iter().unzip();
-        (tensor(x.shape(), out), mean, rstd)
+        let (mean, rstd): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+        (
+            tensor(x.shape(), out),
+            tensor(&[rows], mean),
+            tensor(&[rows], rstd),
+        )
     }
 
     fn layer_norm_backward(
         &self,
         x: &Tensor,
         gain: &Tensor,
-        mean: &[f32],
-        rstd: &[f32],
+        mean: &Tensor,
+        rstd: &Tensor,
         dy: &Tensor,
     ) -> (Tensor, Tensor, Tensor) {
         let (xs, g, ds, w) = (x.cpu(), gain.cpu(), dy.cpu(), last(x));
+        let (mean, rstd) = (mean.cpu(), rstd.cpu());
         let mut dx = vec![0.0f32; xs.len()];
         // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·g, x̂ = (x − μ)·rstd.
         rows_mut(&mut dx, w, |r, o| {
@@ -225,7 +230,7 @@ impl NnKernels for CpuBackend {
         tensor(x.shape(), out)
     }
 
-    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (f32, Tensor) {
+    fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (Tensor, Tensor) {
         // One pass per row computes both the loss term and its gradient while the row is in L1:
         // the logits matrix is read once and the gradient written once.
         let (xs, c) = (logits.cpu(), last(logits));
@@ -264,14 +269,17 @@ impl NnKernels for CpuBackend {
         } else {
             grad.chunks_mut(c).enumerate().map(row_loss).sum()
         };
-        ((loss * scale as f64) as f32, tensor(logits.shape(), grad))
+        (
+            tensor(&[], vec![(loss * scale as f64) as f32]),
+            tensor(logits.shape(), grad),
+        )
     }
 
-    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> f32 {
+    fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> Tensor {
         let (xs, ys) = (logits.cpu(), labels.cpu());
         let total: f64 = weights.iter().map(|&w| w as f64).sum();
         if total == 0.0 {
-            return 0.0;
+            return tensor(&[], vec![0.0]);
         }
         let loss: f64 = xs
             .iter()
@@ -280,7 +288,7 @@ impl NnKernels for CpuBackend {
             .filter(|(_, w)| **w != 0.0)
             .map(|((&x, &y), &w)| w as f64 * (x.max(0.0) - x * y + (-x.abs()).exp().ln_1p()) as f64)
             .sum();
-        (loss / total) as f32
+        tensor(&[], vec![(loss / total) as f32])
     }
 
     fn bce_with_logits_backward(
@@ -288,9 +296,9 @@ impl NnKernels for CpuBackend {
         logits: &Tensor,
         labels: &Tensor,
         weights: &[f32],
-        dloss: f32,
+        dloss: &Tensor,
     ) -> Tensor {
-        let (xs, ys) = (logits.cpu(), labels.cpu());
+        let (xs, ys, dloss) = (logits.cpu(), labels.cpu(), dloss.item());
         let total: f32 = weights.iter().sum();
         let scale = if total == 0.0 { 0.0 } else { dloss / total };
         let out = xs
