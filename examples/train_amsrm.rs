@@ -2,9 +2,11 @@
 //! occupation, item genres and year, the rating level as the behaviour type — and prints the
 //! full-ranking test metrics at K = 5, 10, 15, 20.
 //!
-//!     cargo run --release --example train_amsrm [-- --data PATH] [-- --set train.epochs=50]
+//!     cargo run --release --example train_amsrm [-- --data PATH] [--set train.epochs=50]
+//!         [--device auto|cpu|gpu]
 //!
 //! The data is found through `--data PATH` or the `SEQREC_DATA` folder (`ml-100k` in it).
+//! The device: `--device`, else `SEQREC_DEVICE`, else auto (a hardware GPU if there is one).
 
 use seqrec::config::Config;
 use seqrec::train::{Experiment, TrainOptions, train};
@@ -20,11 +22,16 @@ fn run() -> seqrec::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut data_arg = None;
     let mut overrides = Vec::new();
+    let mut device = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--data" if i + 1 < args.len() => {
                 data_arg = Some(args[i + 1].clone());
+                i += 2;
+            }
+            "--device" if i + 1 < args.len() => {
+                device = Some(args[i + 1].clone());
                 i += 2;
             }
             "--set" if i + 1 < args.len() => {
@@ -33,7 +40,7 @@ fn run() -> seqrec::Result<()> {
             }
             other => {
                 return Err(seqrec::Error::Invalid(format!(
-                    "unknown argument {other:?}; use --data PATH and --set key=value"
+                    "unknown argument {other:?}; use --data PATH, --set key=value and --device auto|cpu|gpu"
                 )));
             }
         }
@@ -42,15 +49,17 @@ fn run() -> seqrec::Result<()> {
         seqrec::data::find::resolve_data_path(Some(data_arg.as_deref().unwrap_or("ml-100k")))?;
     let dataset = seqrec::data::load::load(&path)?;
     let config = Config::from_toml_with_overrides("model = \"amsrm\"\n", &overrides)?;
+    let requested = seqrec::backend::requested_device(device.as_deref());
+    let (device, device_line) = seqrec::backend::select_device(&requested)?;
     eprintln!(
-        "seqrec: AMSRM on {} ({} interactions), {}",
+        "seqrec: AMSRM on {} ({} interactions); {device_line}",
         path.display(),
         dataset.interactions.len(),
-        seqrec::backend::for_device(seqrec::Device::Cpu).name()
     );
     let exp = Experiment::prepare(&dataset, &config)?;
     let run_dir = std::env::temp_dir().join(format!("seqrec-train-amsrm-{}", std::process::id()));
     let mut model = exp.build_model()?;
+    model.params_mut().to_device(device);
     let report = train(
         &exp,
         model.as_mut(),

@@ -84,6 +84,13 @@ impl ParamStore {
         }
     }
 
+    /// Where the parameters live (the CPU for an empty store).
+    pub fn device(&self) -> crate::tensor::Device {
+        self.values
+            .first()
+            .map_or(crate::tensor::Device::Cpu, Tensor::device)
+    }
+
     /// Marks a parameter as exempt from weight decay (AdamW, SGD's L2).
     pub fn set_no_decay(&mut self, id: ParamId) {
         self.no_decay[id.0] = true;

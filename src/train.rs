@@ -222,9 +222,9 @@ pub fn score_rows(
     let mut out = Vec::new();
     for chunk in rows.chunks(256) {
         let input = sequence_input(chunk, max_len)?;
-        let mut tape = Tape::inference();
+        let mut tape = Tape::inference().on(model.params().device());
         let scores = model.scores(&mut tape, &input)?;
-        out.extend_from_slice(tape.value(scores).cpu());
+        out.extend(tape.value(scores).to_vec());
     }
     Ok(out)
 }
@@ -467,16 +467,10 @@ pub fn train(
         for (step, batch) in batches.into_iter().enumerate().skip(state.step_in_epoch) {
             let batch = TrainingBatch::from(batch);
             sequences_done += batch.positives.shape()[0];
-            let mut tape = Tape::new();
+            let mut tape = Tape::new().on(model.params().device());
             tape.set_seed(step_seed(config.train.seed, epoch, step));
             let loss = model.loss(&mut tape, &batch, loss_kind)?;
-            let loss_value = tape.value(loss).item();
-            if !loss_value.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "the loss became {loss_value} at epoch {} step {step}: lower train.lr",
-                    epoch + 1
-                )));
-            }
+            let loss_tensor = tape.value(loss).clone();
             let grads = tape.backward(loss)?;
             drop(tape);
             let store = model.params_mut();
@@ -486,6 +480,15 @@ pub fn train(
                 store.clip_grad_norm(config.train.clip_norm);
             }
             adam.step(store);
+            // The step's one readback, after the whole step is recorded: on a GPU the host
+            // does not wait between forward and backward.
+            let loss_value = loss_tensor.item();
+            if !loss_value.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "the loss became {loss_value} at epoch {} step {step}: lower train.lr",
+                    epoch + 1
+                )));
+            }
             state.partial_loss += loss_value as f64;
             state.step_in_epoch = step + 1;
             steps_run += 1;

@@ -476,6 +476,43 @@ pub fn for_device(device: Device) -> &'static dyn Backend {
     }
 }
 
+/// The device a run asked for, resolved: `cpu`, `gpu` (an error when there is none, saying
+/// why) or `auto` (a hardware GPU when there is one, else the CPU). Software adapters such as
+/// Mesa's lavapipe count for `gpu` (CI tests the kernels on one) but not for `auto`, where
+/// they would be far slower than the CPU backend. Returns the device and a one-line log.
+pub fn select_device(request: &str) -> crate::Result<(Device, String)> {
+    let cpu_line = || format!("device: {}", CPU.name());
+    match request {
+        "cpu" => Ok((Device::Cpu, cpu_line())),
+        "gpu" => match gpu::backend() {
+            Ok(gpu) => Ok((Device::Gpu, format!("device: {}", gpu.name()))),
+            Err(why) => Err(crate::Error::Invalid(format!("--device gpu: {why}"))),
+        },
+        "auto" => match gpu::backend() {
+            Ok(gpu) if !gpu.is_software() => Ok((Device::Gpu, format!("device: {}", gpu.name()))),
+            Ok(gpu) => Ok((
+                Device::Cpu,
+                format!(
+                    "{} (the only GPU, {}, is a software renderer; --device gpu uses it anyway)",
+                    cpu_line(),
+                    gpu.name()
+                ),
+            )),
+            Err(why) => Ok((Device::Cpu, format!("{} (no GPU: {why})", cpu_line()))),
+        },
+        other => Err(crate::Error::Invalid(format!(
+            "device {other:?}: expected auto, cpu or gpu"
+        ))),
+    }
+}
+
+/// The device named by `--device` when given, else by `SEQREC_DEVICE`, else `auto`.
+pub fn requested_device(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("SEQREC_DEVICE").ok())
+        .unwrap_or_else(|| "auto".to_string())
+}
+
 /// The backend that holds `tensor`.
 pub fn of(tensor: &Tensor) -> &'static dyn Backend {
     for_device(tensor.device())

@@ -68,9 +68,10 @@ pub struct TrainArgs {
     /// Continue an interrupted run in --out.
     #[arg(long)]
     resume: bool,
-    /// cpu (the only device in this build).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// auto (a hardware GPU if there is one, else the CPU), cpu or gpu; default: the
+    /// SEQREC_DEVICE environment variable, else auto.
+    #[arg(long)]
+    device: Option<String>,
 }
 
 #[derive(Args)]

@@ -42,18 +42,9 @@ fn install_interrupt_handler() {
     });
 }
 
-fn check_device(device: &str) -> Result<()> {
-    let wanted = std::env::var("SEQREC_DEVICE").unwrap_or_else(|_| device.to_string());
-    match wanted.as_str() {
-        "cpu" | "auto" => Ok(()),
-        other => Err(Error::Invalid(format!(
-            "device {other:?}: this build runs on the CPU only (use --device cpu)"
-        ))),
-    }
-}
-
 pub fn train(args: TrainArgs, json: bool) -> Result<()> {
-    check_device(&args.device)?;
+    let requested = crate::backend::requested_device(args.device.as_deref());
+    let (device, device_line) = crate::backend::select_device(&requested)?;
     let (config, data_arg) = if args.resume {
         let config: Config = load_json(&args.out.join("config.json"))?;
         let info: DataInfo = load_json(&args.out.join("data.json"))?;
@@ -72,15 +63,15 @@ pub fn train(args: TrainArgs, json: bool) -> Result<()> {
     let dataset = load(&path)?;
     let exp = Experiment::prepare(&dataset, &config)?;
     let mut model = exp.build_model()?;
+    model.params_mut().to_device(device);
     if !json {
         eprintln!(
-            "seqrec: {} on {} ({} users, {} items), {} parameters, {}",
+            "seqrec: {} on {} ({} users, {} items), {} parameters; {device_line}",
             config.model,
             path.display(),
             exp.num_users(),
             exp.num_items(),
             model.params().num_scalars(),
-            crate::backend::for_device(crate::Device::Cpu).name()
         );
     }
     install_interrupt_handler();

@@ -6,6 +6,8 @@
 //! w, so that constant outputs (sum of a softmax) cannot hide a wrong gradient.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use seqrec::rng::Rng;
 use seqrec::{Result, Tape, Tensor, Var};
 

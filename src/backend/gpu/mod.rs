@@ -75,6 +75,11 @@ impl Backend for GpuBackend {
 }
 
 impl GpuBackend {
+    /// Whether the adapter is a software renderer (e.g. Mesa's lavapipe).
+    pub fn is_software(&self) -> bool {
+        self.rt.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Submits the recorded work without waiting (e.g. at the end of a step).
     pub fn flush(&self) {
         self.rt.flush();
