@@ -151,10 +151,29 @@ impl Runtime {
     pub fn open() -> Result<Runtime, String> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
-            &instance, None,
-        ))
-        .map_err(|e| format!("no GPU adapter found ({e})"))?;
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(wanted) => {
+                let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+                let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| {
+                        a.get_info()
+                            .name
+                            .to_lowercase()
+                            .contains(&wanted.to_lowercase())
+                    })
+                    .ok_or_else(|| {
+                        format!("WGPU_ADAPTER_NAME={wanted:?} matches no adapter (found {names:?})")
+                    })?
+            }
+            Err(_) => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            }))
+            .map_err(|e| format!("no GPU adapter found ({e})"))?,
+        };
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
