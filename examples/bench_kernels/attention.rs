@@ -16,7 +16,9 @@ fn random_inputs(len: usize) -> [Tensor; 3] {
     let n = BATCH * len * WIDTH;
     [0, 1, 2].map(|_| {
         let values = (0..n).map(|_| rng.normal()).collect();
-        Tensor::from_vec(&[BATCH, len, WIDTH], values).expect("shape matches")
+        Tensor::from_vec(&[BATCH, len, WIDTH], values)
+            .expect("shape matches")
+            .to_device(crate::device())
     })
 }
 
@@ -30,19 +32,19 @@ pub fn cases() -> Vec<Case> {
                 name: format!("attention_fwd_h{heads}_L{len}"),
                 flops: Some(forward_flops),
                 run: Box::new(move || {
-                    let mut tape = Tape::inference();
+                    let mut tape = Tape::inference().on(crate::device());
                     let [q, k, v] = [0, 1, 2].map(|n| tape.constant(inputs[n].clone()));
                     let y = tape.attention(q, k, v, heads, true, None, 0.0).unwrap();
                     std::hint::black_box(tape.value(y));
                 }),
             });
             let inputs = random_inputs(len);
-            let ones = Tensor::full(&[BATCH, len, WIDTH], 1.0);
+            let ones = Tensor::full(&[BATCH, len, WIDTH], 1.0).to_device(crate::device());
             cases.push(Case {
                 name: format!("attention_fwdbwd_h{heads}_L{len}"),
                 flops: Some(3.0 * forward_flops),
                 run: Box::new(move || {
-                    let mut tape = Tape::new();
+                    let mut tape = Tape::new().on(crate::device());
                     let [q, k, v] = [0, 1, 2].map(|n| tape.leaf(inputs[n].clone()));
                     let y = tape.attention(q, k, v, heads, true, None, 0.0).unwrap();
                     let grads = tape.backward_with(y, ones.clone()).unwrap();

@@ -11,7 +11,9 @@ use crate::Case;
 
 fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_vec(shape, (0..n).map(|_| rng.uniform() - 0.5).collect()).unwrap()
+    Tensor::from_vec(shape, (0..n).map(|_| rng.uniform() - 0.5).collect())
+        .unwrap()
+        .to_device(crate::device())
 }
 
 /// Records `op` on a fresh tape over leaves holding `inputs`; when training, runs the
@@ -21,7 +23,8 @@ fn step(inputs: &[Tensor], train: bool, op: fn(&mut Tape, &[Var]) -> Var) {
         Tape::new()
     } else {
         Tape::inference()
-    };
+    }
+    .on(crate::device());
     let vars: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
     let y = op(&mut tape, &vars);
     if train {

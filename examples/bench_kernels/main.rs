@@ -2,7 +2,10 @@
 //! median, p10 and p90, plus GFLOP/s where the case knows its flop count.
 //!
 //! Usage: `cargo run --release --example bench_kernels -- [--json] [--filter SUBSTRING]
-//!         [--iters N] [--threads N]`
+//!         [--iters N] [--threads N] [--device cpu|gpu]`
+//!
+//! With `--device gpu` the cases run through the GPU backend (inputs uploaded once, outside
+//! the timing) and each timed call ends by waiting for the GPU.
 //!
 //! Every kernel family adds a module exposing `pub fn cases() -> Vec<Case>`; `all_cases` below
 //! collects them. Cases run inside a rayon pool of `--threads` threads (default: all cores), so
@@ -13,7 +16,17 @@ mod gru_ffn;
 mod sgemm;
 mod train_step;
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use seqrec::Device;
+
+static DEVICE: OnceLock<Device> = OnceLock::new();
+
+/// The device the cases run on (`--device`, default cpu).
+pub fn device() -> Device {
+    *DEVICE.get().unwrap_or(&Device::Cpu)
+}
 
 /// One benchmarked call. `run` does the work once; `flops` is the floating-point operation
 /// count of one call, when it is known, to report GFLOP/s.
@@ -39,6 +52,7 @@ struct Options {
     filter: Option<String>,
     iters: Option<usize>,
     threads: usize,
+    device: Device,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -47,6 +61,7 @@ fn parse_options() -> Result<Options, String> {
         filter: None,
         iters: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        device: Device::Cpu,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -68,9 +83,17 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|_| format!("--threads: not a count: {n}"))?;
                 options.threads = n.max(1);
             }
+            "--device" => {
+                options.device = match value("--device")?.as_str() {
+                    "cpu" => Device::Cpu,
+                    "gpu" => Device::Gpu,
+                    other => return Err(format!("--device: expected cpu or gpu, got {other}")),
+                };
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; flags: --json --filter S --iters N --threads N"
+                    "unknown argument {other}; flags: --json --filter S --iters N --threads N \
+                     --device cpu|gpu"
                 ));
             }
         }
@@ -105,6 +128,7 @@ fn time_case(case: &mut Case, iters: Option<usize>) -> Timing {
     let mut warm_calls = 0;
     while warm_calls < 3 || warm_start.elapsed() < Duration::from_millis(200) {
         (case.run)();
+        seqrec::backend::synchronize(device());
         warm_calls += 1;
     }
     let per_call = warm_start.elapsed().as_secs_f64() / warm_calls as f64;
@@ -114,6 +138,7 @@ fn time_case(case: &mut Case, iters: Option<usize>) -> Timing {
         .map(|_| {
             let start = Instant::now();
             (case.run)();
+            seqrec::backend::synchronize(device());
             start.elapsed().as_secs_f64() * 1e3
         })
         .collect();
@@ -140,6 +165,20 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let device_name = match options.device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Gpu => match seqrec::backend::gpu::backend() {
+            Ok(gpu) => {
+                use seqrec::backend::Backend;
+                gpu.name()
+            }
+            Err(why) => {
+                eprintln!("bench_kernels: --device gpu: {why}");
+                std::process::exit(1);
+            }
+        },
+    };
+    DEVICE.set(options.device).expect("set once");
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(options.threads)
         .build()
@@ -159,7 +198,7 @@ fn main() {
         let mut kernels = serde_json::Map::new();
         if !options.json {
             println!(
-                "{} threads, {}\n{:<44} {:>10} {:>10} {:>10} {:>6} {:>9}",
+                "{} threads, {}, {device_name}\n{:<44} {:>10} {:>10} {:>10} {:>6} {:>9}",
                 options.threads,
                 cpu_name(),
                 "kernel",
@@ -203,6 +242,7 @@ fn main() {
             let report = serde_json::json!({
                 "threads": options.threads,
                 "cpu": cpu_name(),
+                "device": device_name,
                 "kernels": kernels,
             });
             println!("{report}");

@@ -5,7 +5,7 @@
 //! 1683 item rows (1682 items + padding) in the tied output layer.
 
 use seqrec::Tensor;
-use seqrec::backend::{CpuBackend, LinalgKernels};
+use seqrec::backend;
 use seqrec::rng::Rng;
 
 use crate::Case;
@@ -23,7 +23,9 @@ struct Product {
 fn random_tensor(shape: &[usize], rng: &mut Rng) -> Tensor {
     let n = shape.iter().product();
     let values = (0..n).map(|_| 2.0 * rng.uniform() - 1.0).collect();
-    Tensor::from_vec(shape, values).expect("benchmark shapes are valid")
+    Tensor::from_vec(shape, values)
+        .expect("benchmark shapes are valid")
+        .to_device(crate::device())
 }
 
 /// The flop count `2·batch·m·k·n` of `op(a)·op(b)`.
@@ -139,7 +141,8 @@ pub fn cases() -> Vec<Case> {
                 name: product.name.to_string(),
                 flops: Some(flops(&product)),
                 run: Box::new(move || {
-                    std::hint::black_box(CpuBackend.matmul(&a, &b, ta, tb));
+                    let be = backend::for_device(crate::device());
+                    std::hint::black_box(be.matmul(&a, &b, ta, tb));
                 }),
             }
         })

@@ -43,6 +43,7 @@ fn step_case(name: &str, len: usize, loss: LossKind, dropout: f32) -> Case {
         ..ModelConfig::default()
     };
     let mut model = SasRec::new(ITEMS, len, &config, 1).unwrap();
+    model.params_mut().to_device(crate::device());
     let mut adam = Adam::new(1e-3);
     let data = batch(len, 7);
     let mut step = 0u32;
@@ -51,15 +52,18 @@ fn step_case(name: &str, len: usize, loss: LossKind, dropout: f32) -> Case {
         flops: None,
         run: Box::new(move || {
             step += 1;
-            let mut tape = Tape::new();
+            let mut tape = Tape::new().on(crate::device());
             tape.set_seed(step);
             let l = model.loss(&mut tape, &data, loss).unwrap();
+            let loss_value = tape.value(l).clone();
             let grads = tape.backward(l).unwrap();
             drop(tape);
             let store = model.params_mut();
             store.zero_grad();
             grads.accumulate_into(store);
             adam.step(store);
+            // The loss readback that ends a real training step.
+            std::hint::black_box(loss_value.item());
         }),
     }
 }
@@ -103,14 +107,15 @@ pub fn loss_cases() -> Vec<Case> {
             .map(|_| rng.uniform() * 4.0 - 2.0)
             .collect(),
     )
-    .unwrap();
+    .unwrap()
+    .to_device(crate::device());
     let targets =
         Ids::from_vec(&[rows], (0..rows).map(|r| 1 + (r % ITEMS) as u32).collect()).unwrap();
     vec![Case {
         name: "cross_entropy_fwdbwd_6400x1683".into(),
         flops: None,
         run: Box::new(move || {
-            let mut tape = Tape::new();
+            let mut tape = Tape::new().on(crate::device());
             let x = tape.leaf(logits.clone());
             let loss = tape.cross_entropy(x, &targets, None).unwrap();
             std::hint::black_box(tape.backward(loss).unwrap());

@@ -506,6 +506,16 @@ pub fn select_device(request: &str) -> crate::Result<(Device, String)> {
     }
 }
 
+/// Waits until all work recorded on `device` has run (a no-op on the CPU, whose kernels
+/// return when done). Benchmarks call it to time GPU work, not its recording.
+pub fn synchronize(device: Device) {
+    if device == Device::Gpu
+        && let Ok(gpu) = gpu::backend()
+    {
+        gpu.wait();
+    }
+}
+
 /// The device named by `--device` when given, else by `SEQREC_DEVICE`, else `auto`.
 pub fn requested_device(flag: Option<&str>) -> String {
     flag.map(str::to_string)

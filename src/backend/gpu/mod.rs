@@ -85,6 +85,11 @@ impl GpuBackend {
         self.rt.flush();
     }
 
+    /// Submits the recorded work and waits for the GPU to finish it (benchmarks).
+    pub fn wait(&self) {
+        self.rt.wait();
+    }
+
     /// The buffer of a tensor, uploading it first when it lives on the host.
     fn buffer(&self, t: &Tensor) -> Arc<GpuBuffer> {
         match t.storage() {

@@ -315,6 +315,14 @@ impl Runtime {
         values
     }
 
+    /// Submits everything recorded so far and waits until the GPU has run it.
+    pub fn wait(&self) {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("GPU device lost");
+    }
+
     /// Submits everything recorded so far without waiting.
     pub fn flush(&self) {
         let mut pending = self.pending.lock().expect("pending");
