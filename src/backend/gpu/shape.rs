@@ -163,12 +163,12 @@ impl ShapeKernels for GpuBackend {
             return self.tensor(&out_shape, self.rt.copy(&xb));
         }
         let out = self.rt.alloc(n);
-        if walk[3].1 != 1 {
-            if let Some(q) = (0..3).find(|&a| walk[a].1 == 1 && walk[a].0 > 1) {
-                if self.transpose_tiles(&xb, &out, &walk, q) {
-                    return self.tensor(&out_shape, out);
-                }
-            }
+        // A transpose (x's contiguous axis is not the last output axis) goes through tiles.
+        if walk[3].1 != 1
+            && let Some(q) = (0..3).find(|&a| walk[a].1 == 1 && walk[a].0 > 1)
+            && self.transpose_tiles(&xb, &out, &walk, q)
+        {
+            return self.tensor(&out_shape, out);
         }
         let params = [
             n as u32, walk[1].0, walk[2].0, walk[3].0, walk[0].1, walk[1].1, walk[2].1, walk[3].1,
