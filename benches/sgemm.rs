@@ -1,10 +1,12 @@
 //! Criterion benchmarks of the CPU matmul kernel on the shapes the models run (the same shapes
 //! as `examples/bench_kernels/sgemm.rs`): `cargo bench --bench sgemm`.
 //! Throughput is reported in elements = flops, so criterion's "elem/s" reads as FLOP/s.
+//! `sgemm_gpu` times the GPU kernel (`shaders/gemm.wgsl`) on the same shapes when there is an
+//! adapter, operands resident on the GPU; each sample waits for the queue to drain.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use seqrec::Tensor;
 use seqrec::backend::{CpuBackend, LinalgKernels};
+use seqrec::{Device, Tensor};
 use seqrec::rng::Rng;
 
 fn random_tensor(shape: &[usize], rng: &mut Rng) -> Tensor {
@@ -105,5 +107,38 @@ fn sgemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sgemm);
+fn sgemm_gpu(c: &mut Criterion) {
+    let gpu = match seqrec::backend::gpu::backend() {
+        Ok(gpu) => gpu,
+        Err(why) => {
+            eprintln!("skipping sgemm_gpu: {why}");
+            return;
+        }
+    };
+    let mut rng = Rng::new(7);
+    // Reading back a 1×1 product waits for every dispatch recorded before it.
+    let one = Tensor::full(&[1, 1], 1.0).to_device(Device::Gpu);
+    let drain = || gpu.matmul(&one, &one, false, false).to_vec();
+    let mut group = c.benchmark_group("sgemm_gpu");
+    group.sample_size(20);
+    for &(name, a_shape, b_shape, ta, tb, flops) in SHAPES {
+        let a = random_tensor(a_shape, &mut rng).to_device(Device::Gpu);
+        let b = random_tensor(b_shape, &mut rng).to_device(Device::Gpu);
+        drain();
+        group.throughput(Throughput::Elements(flops));
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(gpu.matmul(&a, &b, ta, tb));
+                }
+                drain();
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sgemm, sgemm_gpu);
 criterion_main!(benches);
