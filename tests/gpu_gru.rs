@@ -43,10 +43,7 @@ fn check(c: &Case, seed: u64) {
     let gpu = gpu_or_skip("gru_matches_the_cpu").expect("checked by the caller");
     let cpu = backend::for_device(Device::Cpu);
     let (b, l, i, h) = (c.batch, c.length, c.input, c.hidden);
-    let name = format!(
-        "B{b} L{l} I{i} H{h} h0={} mask={}",
-        c.with_h0, c.with_mask
-    );
+    let name = format!("B{b} L{l} I{i} H{h} h0={} mask={}", c.with_h0, c.with_mask);
     let mut rng = Rng::new(seed);
     let x = random(&[b, l, i], &mut rng);
     let h0 = c.with_h0.then(|| random(&[b, h], &mut rng));

@@ -91,7 +91,15 @@ fn follows_the_cpu(model: &str, loss: &str) {
         return;
     };
     let (cpu_losses, cpu_scores) = run(model, loss, Device::Cpu).unwrap();
+    let fallbacks = seqrec::backend::gpu::fallback_count();
     let (gpu_losses, gpu_scores) = run(model, loss, Device::Gpu).unwrap();
+    // Every kernel of a training step and of scoring ran in WGSL: nothing went through the
+    // host fallback (other tests in this binary run GPU work too, but none falls back).
+    assert_eq!(
+        seqrec::backend::gpu::fallback_count(),
+        fallbacks,
+        "{model}: a kernel fell back to the host"
+    );
     assert_eq!(gpu_losses.len(), STEPS);
     assert_close(
         &format!("{model} {loss} losses"),
