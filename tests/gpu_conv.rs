@@ -10,6 +10,17 @@ use seqrec::backend::{self, ConvGeometry, ConvKernels};
 use seqrec::rng::Rng;
 use seqrec::{Device, Tensor};
 
+/// Held by every test here: the fallback counter is global to the process, and the tape
+/// test runs other families' host fallbacks (matmul, permute) that the kernel tests must not
+/// see.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
     let n = shape.iter().product();
     Tensor::from_vec(shape, (0..n).map(|_| 2.0 * rng.uniform() - 1.0).collect()).unwrap()
@@ -34,6 +45,7 @@ fn unfold_and_fold_match_the_cpu() {
     let Some(gpu) = gpu_or_skip("unfold_and_fold_match_the_cpu") else {
         return;
     };
+    let _serial = serial();
     let cpu = backend::for_device(Device::Cpu);
     let fallbacks = fallback_count();
     let mut rng = Rng::new(21);
@@ -71,6 +83,7 @@ fn pooling_matches_the_cpu_forward_and_backward() {
     let Some(gpu) = gpu_or_skip("pooling_matches_the_cpu_forward_and_backward") else {
         return;
     };
+    let _serial = serial();
     let cpu = backend::for_device(Device::Cpu);
     let fallbacks = fallback_count();
     let mut rng = Rng::new(22);
@@ -122,4 +135,45 @@ fn pooling_matches_the_cpu_forward_and_backward() {
         }
     }
     assert_eq!(fallback_count(), fallbacks, "a host fallback ran");
+}
+
+/// A Caser-style horizontal convolution with bias, then max pooling over positions, recorded
+/// on a GPU tape and on a CPU tape: values and every gradient agree.
+#[test]
+fn a_convolution_tape_runs_on_the_gpu_like_on_the_cpu() {
+    let Some(_) = gpu_or_skip("a_convolution_tape_runs_on_the_gpu_like_on_the_cpu") else {
+        return;
+    };
+    let _serial = serial();
+    let mut rng = Rng::new(23);
+    let inputs = [
+        random(&[2, 1, 6, 8], &mut rng),
+        random(&[3, 1, 2, 8], &mut rng),
+        random(&[3], &mut rng),
+    ];
+    let seed = random(&[2, 3, 3], &mut rng);
+    let run = |device: Device| {
+        let mut tape = seqrec::Tape::new().on(device);
+        let v: Vec<_> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+        let y = tape.conv2d(v[0], v[1], Some(v[2]), (1, 1), (0, 0)).unwrap(); // [2, 3, 5, 1]
+        let y = tape.reshape(y, &[2, 3, 5]).unwrap();
+        let y = tape.max_pool1d(y, 2, 2).unwrap(); // [2, 3, 2]
+        let y = tape.avg_pool1d(y, 1, 1).unwrap();
+        let y = tape.reshape(y, &[2, 3, 2]).unwrap();
+        let y = tape.sum(y, &[2], true).unwrap(); // [2, 3, 1]
+        let y = tape.add(y, y).unwrap();
+        let y = tape.reshape(y, &[2, 3, 1]).unwrap();
+        let y = tape.mul(y, v[2]).unwrap(); // [2, 3, 3]
+        assert_eq!(tape.value(y).device(), device);
+        let out = tape.value(y).to_vec();
+        let grads = tape.backward_with(y, seed.to_device(device)).unwrap();
+        let dx: Vec<Vec<f32>> = v.iter().map(|&x| grads.get(x).unwrap().to_vec()).collect();
+        (out, dx)
+    };
+    let (want_y, want_dx) = run(Device::Cpu);
+    let (got_y, got_dx) = run(Device::Gpu);
+    assert_close("conv tape forward", &got_y, &want_y, 1e-5);
+    for (i, (g, w)) in got_dx.iter().zip(&want_dx).enumerate() {
+        assert_close(&format!("conv tape d input {i}"), g, w, 1e-4);
+    }
 }

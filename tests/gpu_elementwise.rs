@@ -266,7 +266,7 @@ fn a_broadcasting_tape_runs_on_the_gpu_like_on_the_cpu() {
     ];
     let seed = uniform(&[5, 7], -1.0, 1.0, &mut rng);
     let run = |device: Device| {
-        let mut tape = Tape::new();
+        let mut tape = Tape::new().on(device);
         let v: Vec<_> = inputs
             .iter()
             .map(|t| tape.leaf(t.to_device(device)))
@@ -276,13 +276,23 @@ fn a_broadcasting_tape_runs_on_the_gpu_like_on_the_cpu() {
         let z = tape.sub(ab, cd).unwrap();
         let g = tape.gelu(z).unwrap();
         let y = tape.sum(g, &[0], false).unwrap();
+        assert_eq!(tape.value(y).device(), device);
         let out = tape.value(y).to_vec();
         let grads = tape.backward_with(y, seed.to_device(device)).unwrap();
-        let dx: Vec<Vec<f32>> = v.iter().map(|&x| grads.get(x).unwrap().to_vec()).collect();
+        let dx: Vec<Vec<f32>> = v
+            .iter()
+            .map(|&x| {
+                let g = grads.get(x).unwrap();
+                assert_eq!(g.device(), device);
+                g.to_vec()
+            })
+            .collect();
         (out, dx)
     };
     let (want_y, want_dx) = run(Device::Cpu);
+    let fallbacks = fallback_count();
     let (got_y, got_dx) = run(Device::Gpu);
+    assert_eq!(fallback_count(), fallbacks, "a host fallback ran");
     assert_close("tape forward", &got_y, &want_y, 1e-5);
     for (i, (g, w)) in got_dx.iter().zip(&want_dx).enumerate() {
         assert_close(&format!("tape d input {i}"), g, w, 1e-4);
