@@ -6,8 +6,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use seqrec::backend::{CpuBackend, LinalgKernels};
-use seqrec::{Device, Tensor};
 use seqrec::rng::Rng;
+use seqrec::{Device, Tensor};
 
 fn random_tensor(shape: &[usize], rng: &mut Rng) -> Tensor {
     let n = shape.iter().product();
