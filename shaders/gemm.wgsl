@@ -5,6 +5,8 @@
 // A element (i, l) of item z is a[z·batch_stride_a + i·rs_a + l·cs_a] and B element (l, j) is
 // b[z·batch_stride_b + l·rs_b + j·cs_b], so a transposed operand is only other strides (no
 // transpose pass) and a `b` shared by the batch has batch_stride_b = 0. C is row-major.
+// Backward (ops/matmul.rs) is this kernel again with other transposes: for C = A·B,
+// dA = dC·Bᵀ and dB = Aᵀ·dC.
 //
 // Tiling: a workgroup of 16×16 threads computes a 64×64 tile of C; each thread holds a 4×4
 // block in registers (rows 4·ty.., columns 4·tx..). K advances in steps of TK = 16: the
@@ -12,9 +14,10 @@
 // (2 × 4.25 KiB, rows padded against bank conflicts) as vec4s along m (resp. n), so the inner
 // loop reads one vec4 of each per k and does 16 FMAs; the next slice is fetched into
 // registers meanwhile. Global loads are coalesced for either layout: consecutive threads walk
-// whichever of k and m (n) is contiguous in memory. Out-of-range rows, columns and k read as 0; stores are
-// guarded. Grid: x = column tiles, y = row tiles (+ tile_row_offset), z = split·batch + item
-// (+ z_offset), so the host can cut grids past 65 535 into several dispatches.
+// whichever of k and m (n) is contiguous in memory. Out-of-range rows, columns and k read as
+// 0; stores are guarded. Grid: x = column tiles, y = row tiles (+ tile_row_offset),
+// z = split·batch + item (+ z_offset), so the host can cut grids past 65 535 into several
+// dispatches.
 //
 // Split-K (`gemm` only): a product with few output tiles and a long k is cut into `splits`
 // ranges of k_per_split; split s writes its partial product to C[s, item] and `sum_splits`
@@ -22,15 +25,17 @@
 //
 // Epilogues (the entry points differ only in what they do with the accumulated tile):
 //   gemm            C = op(A)·op(B)
-//   gemm_bias       C = op(A)·op(B) + bias[j]                                 (FFN: y = h W2 + b2)
-//   gemm_bias_act   C = a = op(A)·op(B) + bias[j];  H = act(a) · s(i·n + j)    (FFN: a, h)
-//   gemm_act_grad   C = da = op(A)·op(B) · act'(a) · s(i·n + j), with a = side[i·n + j];
-//                   H = act(a) · s(i·n + j)                                   (FFN: da = dh ∘ s ∘ act'(a), h)
+//   gemm_bias       C = op(A)·op(B) + bias[j]                          (FFN: y = h W2 + b2)
+//   gemm_bias_act   C = a = op(A)·op(B) + bias[j];  H = act(a)·s(i·n + j)        (FFN: a, h)
+//   gemm_act_grad   C = da = op(A)·op(B) · act'(a)·s(i·n + j), a = side[i·n + j];
+//                   H = act(a)·s(i·n + j)                  (FFN: da = dh ∘ s ∘ act'(a), h)
 // act is ReLU or the exact GELU a·Φ(a) (Φ through the same erf approximation as the CPU:
 // Abramowitz & Stegun 7.1.26); s is the inverted-dropout scale [u ≥ p] / (1 − p) with
 // u = uniform_at(stream, i·n + j) = (hash32((i·n + j) ^ stream_key(stream)) >> 8) · 2⁻²⁴, the
 // CPU's index formula (wrapping u32), or 1 without dropout. The FFN entries use batch 1 and
-// no split.
+// no split. The FFN (ops/ffn.rs) is then: forward a, h = gemm_bias_act(x, W1, b1),
+// y = gemm_bias(h, W2, b2); backward da, h = gemm_act_grad(dy, W2ᵀ, a), dW2 = gemm(hᵀ, dy),
+// dW1 = gemm(xᵀ, da), dx = gemm(da, W1ᵀ), db1 and db2 column sums (ffn_bias_grad.wgsl).
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
