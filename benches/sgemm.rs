@@ -115,6 +115,7 @@ fn sgemm_gpu(c: &mut Criterion) {
             return;
         }
     };
+    eprintln!("sgemm_gpu on {}", seqrec::backend::Backend::name(gpu));
     let mut rng = Rng::new(7);
     // Reading back a 1×1 product waits for every dispatch recorded before it.
     let one = Tensor::full(&[1, 1], 1.0).to_device(Device::Gpu);

@@ -122,3 +122,19 @@ fn long_products_with_small_outputs_split_k_and_match_the_cpu() {
     check(&[], 17, 1030, 65, true, &mut rng);
     check(&[2], 5, 777, 3, false, &mut rng);
 }
+
+#[test]
+fn batches_past_the_grid_limit_are_cut_into_several_dispatches() {
+    let Some(gpu) = gpu_or_skip("batches_past_the_grid_limit_are_cut_into_several_dispatches")
+    else {
+        return;
+    };
+    let cpu = backend::for_device(Device::Cpu);
+    let mut rng = Rng::new(5);
+    // 65 537 items: one more than a grid's z holds, so the last item is a second dispatch.
+    let a = random(&[65_537, 1, 2], &mut rng);
+    let b = random(&[65_537, 2, 1], &mut rng);
+    let want = cpu.matmul(&a, &b, false, false);
+    let got = gpu.matmul(&a, &b, false, false);
+    assert_close("65 537 items", &got.to_vec(), &want.to_vec(), 1e-5);
+}

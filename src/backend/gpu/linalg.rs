@@ -42,7 +42,7 @@ const _: () = assert!(wgsl_u32(GEMM.source, "WG") == 256);
 /// running several 256-thread workgroups)...
 const SPLIT_K_TARGET_GROUPS: usize = 256;
 /// ...and give each split at least this much depth.
-const SPLIT_K_MIN_DEPTH: usize = 256;
+const SPLIT_K_MIN_DEPTH: usize = 128;
 /// The most workgroups per grid dimension (WebGPU's guaranteed minimum).
 const MAX_GROUPS: usize = 65_535;
 
