@@ -43,10 +43,7 @@ fn check(c: &Case, seed: u64) {
     let gpu = gpu_or_skip("gru_matches_the_cpu").expect("checked by the caller");
     let cpu = backend::for_device(Device::Cpu);
     let (b, l, i, h) = (c.batch, c.length, c.input, c.hidden);
-    let name = format!(
-        "B{b} L{l} I{i} H{h} h0={} mask={}",
-        c.with_h0, c.with_mask
-    );
+    let name = format!("B{b} L{l} I{i} H{h} h0={} mask={}", c.with_h0, c.with_mask);
     let mut rng = Rng::new(seed);
     let x = random(&[b, l, i], &mut rng);
     let h0 = c.with_h0.then(|| random(&[b, h], &mut rng));
@@ -214,5 +211,66 @@ fn gru_matches_the_cpu_across_tiles() {
             with_mask: true,
         };
         check(&c, 100 + k as u64);
+    }
+}
+
+/// Wall time of the GPU GRU on training-sized shapes (run on a real GPU with `--ignored`).
+/// The input GEMMs go through `LinalgKernels::matmul`; they are timed alone too, so that the
+/// step kernels' share can be read off. Every timing ends with a readback that drains the
+/// queue.
+#[test]
+#[ignore]
+fn gru_timing() {
+    use seqrec::backend::LinalgKernels;
+    let Some(gpu) = gpu_or_skip("gru_timing") else {
+        return;
+    };
+    let mut rng = Rng::new(7);
+    let tiny = Tensor::zeros(&[1]).to_device(Device::Gpu);
+    let drain = || tiny.to_vec();
+    let time = |iters: usize, f: &mut dyn FnMut()| {
+        f();
+        drain();
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        drain();
+        start.elapsed().as_secs_f64() * 1e3 / iters as f64
+    };
+    for (b, l, i, h) in [(128, 50, 64, 64), (256, 200, 64, 128), (1024, 50, 256, 256)] {
+        let g = |shape: &[usize], rng: &mut Rng| random(shape, rng).to_device(Device::Gpu);
+        let x = g(&[b, l, i], &mut rng);
+        let w_ih = g(&[i, 3 * h], &mut rng);
+        let w_hh = g(&[h, 3 * h], &mut rng);
+        let b_ih = g(&[3 * h], &mut rng);
+        let b_hh = g(&[3 * h], &mut rng);
+        let dy = g(&[b, l, h], &mut rng);
+        let mask = padding_mask(b, l).to_device(Device::Gpu);
+        let forward = || gpu.gru_forward(&x, None, &w_ih, &w_hh, &b_ih, &b_hh, Some(&mask), true);
+        let (hs, gates) = forward();
+        let gates = gates.unwrap();
+        let fwd = time(20, &mut || {
+            forward();
+        });
+        let bwd = time(20, &mut || {
+            gpu.gru_backward(&x, None, &w_ih, &w_hh, Some(&mask), &hs, &gates, &dy, true);
+        });
+        let x2 = x.reshaped(&[b * l, i]).unwrap();
+        let gx = gpu.matmul(&x2, &w_ih, false, false);
+        let h2 = hs.reshaped(&[b * l, h]).unwrap();
+        let fwd_gemm = time(20, &mut || {
+            gpu.matmul(&x2, &w_ih, false, false);
+        });
+        let bwd_gemm = time(20, &mut || {
+            gpu.matmul(&x2, &gx, true, false);
+            gpu.matmul(&h2, &gx.reshaped(&[b * l, 3 * h]).unwrap(), true, false);
+            gpu.matmul(&gx, &w_ih, false, true);
+        });
+        println!(
+            "{{\"B\": {b}, \"L\": {l}, \"I\": {i}, \"H\": {h}, \"forward_ms\": {fwd:.3}, \
+             \"forward_gemm_ms\": {fwd_gemm:.3}, \"backward_ms\": {bwd:.3}, \
+             \"backward_gemms_ms\": {bwd_gemm:.3}}}"
+        );
     }
 }

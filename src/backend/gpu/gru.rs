@@ -22,7 +22,9 @@ const FORWARD_STEP: Kernel = wgsl_kernel!(
 const BACKWARD_STEP: Kernel = wgsl_kernel!(
     "gru.wgsl",
     "backward_step",
-    [Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite]
+    [
+        Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite
+    ]
 );
 const TRANSPOSE: Kernel = wgsl_kernel!("gru.wgsl", "transpose", [Read, ReadWrite]);
 const COLUMN_SUMS: Kernel = wgsl_kernel!("gru.wgsl", "column_sums", [Read, ReadWrite]);
@@ -33,9 +35,8 @@ const TJ: u32 = 32;
 const TB: u32 = 16;
 const _: () = assert!(wgsl_u32(FORWARD_STEP.source, "TJ") == TJ);
 const _: () = assert!(wgsl_u32(FORWARD_STEP.source, "TB") == TB);
-const _: () = assert!(
-    wgsl_u32(FORWARD_STEP.source, "TBY") * wgsl_u32(FORWARD_STEP.source, "RPT") == TB
-);
+const _: () =
+    assert!(wgsl_u32(FORWARD_STEP.source, "TBY") * wgsl_u32(FORWARD_STEP.source, "RPT") == TB);
 /// Side of the transpose tile.
 const TT: u32 = 16;
 const _: () = assert!(wgsl_u32(TRANSPOSE.source, "TT") == TT);
@@ -113,13 +114,13 @@ impl RecurrentKernels for GpuBackend {
                 mask.as_ref(),
                 save_gates,
             );
-            return (
-                self.upload_tensor(hs),
-                gates.map(|g| self.upload_tensor(g)),
-            );
+            return (self.upload_tensor(hs), gates.map(|g| self.upload_tensor(g)));
         }
-        // x·W_ih for every step: [B, L, 3H].
-        let gx = self.buffer(&self.matmul(x, w_ih, false, false));
+        // x·W_ih for every step, as one tall GEMM `[B·L, I] × [I, 3H]`.
+        let x2 = x
+            .reshaped(&[batch * length, input])
+            .expect("x is [B, L, I]");
+        let gx = self.buffer(&self.matmul(&x2, w_ih, false, false));
         let (whh, bih, bhh) = (self.buffer(w_hh), self.buffer(b_ih), self.buffer(b_hh));
         let h0b = h0.map(|h| self.buffer(h));
         let maskb = mask.map(|m| self.buffer(m));
