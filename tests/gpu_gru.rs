@@ -8,7 +8,7 @@ mod common;
 use common::{assert_close, gpu_or_skip};
 use seqrec::backend::{self, RecurrentKernels};
 use seqrec::rng::Rng;
-use seqrec::{Device, Tensor};
+use seqrec::{Device, Tape, Tensor, Var};
 
 fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
     let n = shape.iter().product();
@@ -211,6 +211,56 @@ fn gru_matches_the_cpu_across_tiles() {
             with_mask: true,
         };
         check(&c, 100 + k as u64);
+    }
+}
+
+/// Through the tape: `Tape::gru` on a GPU tape gives the CPU tape's output and gradients,
+/// also when x needs no gradient (the backward is then asked for no dx).
+#[test]
+fn gru_op_on_a_gpu_tape_matches_the_cpu_tape() {
+    let Some(_) = gpu_or_skip("gru_op_on_a_gpu_tape_matches_the_cpu_tape") else {
+        return;
+    };
+    let (b, l, i, h) = (3, 5, 7, 9);
+    let mut rng = Rng::new(42);
+    let x = random(&[b, l, i], &mut rng);
+    let h0 = random(&[b, h], &mut rng);
+    let weights = [
+        random(&[i, 3 * h], &mut rng),
+        random(&[h, 3 * h], &mut rng),
+        random(&[3 * h], &mut rng),
+        random(&[3 * h], &mut rng),
+    ];
+    let dy = random(&[b, l, h], &mut rng);
+    for x_needs_grad in [true, false] {
+        let run = |device: Device| {
+            let mut tape = Tape::new().on(device);
+            let xv = if x_needs_grad {
+                tape.leaf(x.clone())
+            } else {
+                tape.constant(x.clone())
+            };
+            let h0v = tape.leaf(h0.clone());
+            let w: Vec<Var> = weights.iter().map(|t| tape.leaf(t.clone())).collect();
+            let mask = padding_mask(b, l).to_device(device);
+            let y = tape
+                .gru(xv, Some(h0v), w[0], w[1], w[2], w[3], Some(&mask))
+                .unwrap();
+            let grads = tape.backward_with(y, dy.clone()).unwrap();
+            let mut vars = vec![h0v];
+            vars.extend(&w);
+            if x_needs_grad {
+                vars.push(xv);
+            }
+            let mut out = vec![tape.value(y).to_vec()];
+            out.extend(vars.iter().map(|&v| grads.get(v).unwrap().to_vec()));
+            out
+        };
+        let (on_gpu, on_cpu) = (run(Device::Gpu), run(Device::Cpu));
+        assert_eq!(on_gpu.len(), on_cpu.len());
+        for (k, (a, e)) in on_gpu.iter().zip(&on_cpu).enumerate() {
+            assert_close(&format!("tape gru value {k}"), a, e, 2e-4);
+        }
     }
 }
 
