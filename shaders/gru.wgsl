@@ -105,12 +105,22 @@ fn forward_step(@builtin(workgroup_id) wid: vec3<u32>,
             }
             workgroupBarrier();
             if (j < h) {
-                let kn = min(KC, h - k0);
-                for (var kk = 0u; kk < kn; kk++) {
-                    let w = (k0 + kk) * g3 + j;
-                    let wv = vec3<f32>(f_w_hh[w], f_w_hh[w + h], f_w_hh[w + 2u * h]);
-                    for (var i = 0u; i < RPT; i++) {
-                        acc[i] += f_tile[(lid.y + i * TBY) * KC + kk] * wv;
+                // A full chunk has a constant trip count, which the compiler can unroll.
+                if (k0 + KC <= h) {
+                    for (var kk = 0u; kk < KC; kk++) {
+                        let w = (k0 + kk) * g3 + j;
+                        let wv = vec3<f32>(f_w_hh[w], f_w_hh[w + h], f_w_hh[w + 2u * h]);
+                        for (var i = 0u; i < RPT; i++) {
+                            acc[i] += f_tile[(lid.y + i * TBY) * KC + kk] * wv;
+                        }
+                    }
+                } else {
+                    for (var kk = 0u; kk < h - k0; kk++) {
+                        let w = (k0 + kk) * g3 + j;
+                        let wv = vec3<f32>(f_w_hh[w], f_w_hh[w + h], f_w_hh[w + 2u * h]);
+                        for (var i = 0u; i < RPT; i++) {
+                            acc[i] += f_tile[(lid.y + i * TBY) * KC + kk] * wv;
+                        }
                     }
                 }
             }
@@ -208,11 +218,20 @@ fn backward_step(@builtin(workgroup_id) wid: vec3<u32>,
             }
             workgroupBarrier();
             if (j < h) {
-                let kn = min(KC, g3 - k0);
-                for (var kk = 0u; kk < kn; kk++) {
-                    let w = b_w_hh_t[(k0 + kk) * h + j];
-                    for (var i = 0u; i < RPT; i++) {
-                        acc[i] += b_tile[(lid.y + i * TBY) * KC + kk] * w;
+                // A full chunk has a constant trip count, which the compiler can unroll.
+                if (k0 + KC <= g3) {
+                    for (var kk = 0u; kk < KC; kk++) {
+                        let w = b_w_hh_t[(k0 + kk) * h + j];
+                        for (var i = 0u; i < RPT; i++) {
+                            acc[i] += b_tile[(lid.y + i * TBY) * KC + kk] * w;
+                        }
+                    }
+                } else {
+                    for (var kk = 0u; kk < g3 - k0; kk++) {
+                        let w = b_w_hh_t[(k0 + kk) * h + j];
+                        for (var i = 0u; i < RPT; i++) {
+                            acc[i] += b_tile[(lid.y + i * TBY) * KC + kk] * w;
+                        }
                     }
                 }
             }

@@ -8,7 +8,7 @@ mod common;
 use common::{assert_close, gpu_or_skip};
 use seqrec::backend::{self, RecurrentKernels};
 use seqrec::rng::Rng;
-use seqrec::{Device, Tensor};
+use seqrec::{Device, Tape, Tensor, Var};
 
 fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
     let n = shape.iter().product();
@@ -192,15 +192,16 @@ fn gru_matches_the_cpu() {
     }
 }
 
-/// More rows than a step workgroup (16), more hidden units than the 64-wide staging, and more
-/// steps than one column-sum chunk (256).
+/// More rows than a step workgroup (16), more hidden units than the 64-wide staging, exact
+/// tile multiples (B 16, H 64), and more steps than one column-sum chunk (256).
 #[test]
 fn gru_matches_the_cpu_across_tiles() {
     let Some(_) = gpu_or_skip("gru_matches_the_cpu_across_tiles") else {
         return;
     };
-    for (k, (batch, length, input, hidden)) in
-        [(17, 3, 7, 70), (21, 13, 5, 9)].into_iter().enumerate()
+    for (k, (batch, length, input, hidden)) in [(17, 3, 7, 70), (16, 2, 3, 64), (21, 13, 5, 9)]
+        .into_iter()
+        .enumerate()
     {
         let c = Case {
             batch,
@@ -211,5 +212,116 @@ fn gru_matches_the_cpu_across_tiles() {
             with_mask: true,
         };
         check(&c, 100 + k as u64);
+    }
+}
+
+/// Through the tape: `Tape::gru` on a GPU tape gives the CPU tape's output and gradients,
+/// also when x needs no gradient (the backward is then asked for no dx).
+#[test]
+fn gru_op_on_a_gpu_tape_matches_the_cpu_tape() {
+    let Some(_) = gpu_or_skip("gru_op_on_a_gpu_tape_matches_the_cpu_tape") else {
+        return;
+    };
+    let (b, l, i, h) = (3, 5, 7, 9);
+    let mut rng = Rng::new(42);
+    let x = random(&[b, l, i], &mut rng);
+    let h0 = random(&[b, h], &mut rng);
+    let weights = [
+        random(&[i, 3 * h], &mut rng),
+        random(&[h, 3 * h], &mut rng),
+        random(&[3 * h], &mut rng),
+        random(&[3 * h], &mut rng),
+    ];
+    let dy = random(&[b, l, h], &mut rng);
+    for x_needs_grad in [true, false] {
+        let run = |device: Device| {
+            let mut tape = Tape::new().on(device);
+            let xv = if x_needs_grad {
+                tape.leaf(x.clone())
+            } else {
+                tape.constant(x.clone())
+            };
+            let h0v = tape.leaf(h0.clone());
+            let w: Vec<Var> = weights.iter().map(|t| tape.leaf(t.clone())).collect();
+            let mask = padding_mask(b, l).to_device(device);
+            let y = tape
+                .gru(xv, Some(h0v), w[0], w[1], w[2], w[3], Some(&mask))
+                .unwrap();
+            let grads = tape.backward_with(y, dy.clone()).unwrap();
+            let mut vars = vec![h0v];
+            vars.extend(&w);
+            if x_needs_grad {
+                vars.push(xv);
+            }
+            let mut out = vec![tape.value(y).to_vec()];
+            out.extend(vars.iter().map(|&v| grads.get(v).unwrap().to_vec()));
+            out
+        };
+        let (on_gpu, on_cpu) = (run(Device::Gpu), run(Device::Cpu));
+        assert_eq!(on_gpu.len(), on_cpu.len());
+        for (k, (a, e)) in on_gpu.iter().zip(&on_cpu).enumerate() {
+            assert_close(&format!("tape gru value {k}"), a, e, 2e-4);
+        }
+    }
+}
+
+/// Wall time of the GPU GRU on training-sized shapes (run on a real GPU with `--ignored`).
+/// The input GEMMs go through `LinalgKernels::matmul`; they are timed alone too, so that the
+/// step kernels' share can be read off. Every timing ends with a readback that drains the
+/// queue.
+#[test]
+#[ignore]
+fn gru_timing() {
+    use seqrec::backend::LinalgKernels;
+    let Some(gpu) = gpu_or_skip("gru_timing") else {
+        return;
+    };
+    let mut rng = Rng::new(7);
+    let tiny = Tensor::zeros(&[1]).to_device(Device::Gpu);
+    let drain = || tiny.to_vec();
+    let time = |iters: usize, f: &mut dyn FnMut()| {
+        f();
+        drain();
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        drain();
+        start.elapsed().as_secs_f64() * 1e3 / iters as f64
+    };
+    for (b, l, i, h) in [(128, 50, 64, 64), (256, 200, 64, 128), (1024, 50, 256, 256)] {
+        let g = |shape: &[usize], rng: &mut Rng| random(shape, rng).to_device(Device::Gpu);
+        let x = g(&[b, l, i], &mut rng);
+        let w_ih = g(&[i, 3 * h], &mut rng);
+        let w_hh = g(&[h, 3 * h], &mut rng);
+        let b_ih = g(&[3 * h], &mut rng);
+        let b_hh = g(&[3 * h], &mut rng);
+        let dy = g(&[b, l, h], &mut rng);
+        let mask = padding_mask(b, l).to_device(Device::Gpu);
+        let forward = || gpu.gru_forward(&x, None, &w_ih, &w_hh, &b_ih, &b_hh, Some(&mask), true);
+        let (hs, gates) = forward();
+        let gates = gates.unwrap();
+        let fwd = time(20, &mut || {
+            forward();
+        });
+        let bwd = time(20, &mut || {
+            gpu.gru_backward(&x, None, &w_ih, &w_hh, Some(&mask), &hs, &gates, &dy, true);
+        });
+        let x2 = x.reshaped(&[b * l, i]).unwrap();
+        let gx = gpu.matmul(&x2, &w_ih, false, false);
+        let h2 = hs.reshaped(&[b * l, h]).unwrap();
+        let fwd_gemm = time(20, &mut || {
+            gpu.matmul(&x2, &w_ih, false, false);
+        });
+        let bwd_gemm = time(20, &mut || {
+            gpu.matmul(&x2, &gx, true, false);
+            gpu.matmul(&h2, &gx.reshaped(&[b * l, 3 * h]).unwrap(), true, false);
+            gpu.matmul(&gx, &w_ih, false, true);
+        });
+        println!(
+            "{{\"B\": {b}, \"L\": {l}, \"I\": {i}, \"H\": {h}, \"forward_ms\": {fwd:.3}, \
+             \"forward_gemm_ms\": {fwd_gemm:.3}, \"backward_ms\": {bwd:.3}, \
+             \"backward_gemms_ms\": {bwd_gemm:.3}}}"
+        );
     }
 }

@@ -116,8 +116,11 @@ impl RecurrentKernels for GpuBackend {
             );
             return (self.upload_tensor(hs), gates.map(|g| self.upload_tensor(g)));
         }
-        // x·W_ih for every step: [B, L, 3H].
-        let gx = self.buffer(&self.matmul(x, w_ih, false, false));
+        // x·W_ih for every step, as one tall GEMM `[B·L, I] × [I, 3H]`.
+        let x2 = x
+            .reshaped(&[batch * length, input])
+            .expect("x is [B, L, I]");
+        let gx = self.buffer(&self.matmul(&x2, w_ih, false, false));
         let (whh, bih, bhh) = (self.buffer(w_hh), self.buffer(b_ih), self.buffer(b_hh));
         let h0b = h0.map(|h| self.buffer(h));
         let maskb = mask.map(|m| self.buffer(m));
