@@ -14,7 +14,9 @@ use seqrec::{Device, Tensor};
 const WIDTHS: [usize; 6] = [1, 3, 64, 255, 257, 1000];
 
 fn values(n: usize, scale: f32, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| scale * (2.0 * rng.uniform() - 1.0)).collect()
+    (0..n)
+        .map(|_| scale * (2.0 * rng.uniform() - 1.0))
+        .collect()
 }
 
 fn random(shape: &[usize], scale: f32, rng: &mut Rng) -> Tensor {
@@ -39,7 +41,9 @@ fn row_counts(w: usize) -> Vec<usize> {
 /// other families' kernels, some of which may still fall back to the host.
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Asserts that the kernels under test ran natively (no host fallback since `before`).
@@ -63,7 +67,11 @@ fn softmax_and_log_softmax_match_the_cpu() {
     for w in WIDTHS {
         for rows in row_counts(w) {
             // Logits spread over ±8 so that the max subtraction matters; a 3-d shape once.
-            let shape = if rows == 5 { vec![1, 5, w] } else { vec![rows, w] };
+            let shape = if rows == 5 {
+                vec![1, 5, w]
+            } else {
+                vec![rows, w]
+            };
             let x = random(&shape, 8.0, &mut rng);
             let dy = random(&shape, 1.0, &mut rng);
             let what = |op: &str| format!("{op} [{rows}, {w}]");
@@ -82,11 +90,21 @@ fn softmax_and_log_softmax_match_the_cpu() {
             assert_close(&what("log_softmax"), &lyg.to_vec(), &ly.to_vec(), 1e-5);
             let ldx = cpu.log_softmax_backward(&ly, &dy);
             let ldxg = gpu_be.log_softmax_backward(&gpu(&ly), &gpu(&dy));
-            assert_close(&what("log_softmax_backward"), &ldxg.to_vec(), &ldx.to_vec(), 1e-4);
+            assert_close(
+                &what("log_softmax_backward"),
+                &ldxg.to_vec(),
+                &ldx.to_vec(),
+                1e-4,
+            );
 
             // Host inputs are uploaded by the kernel itself.
             let yh = gpu_be.softmax(&x);
-            assert_close(&what("softmax (host input)"), &yh.to_vec(), &y.to_vec(), 1e-5);
+            assert_close(
+                &what("softmax (host input)"),
+                &yh.to_vec(),
+                &y.to_vec(),
+                1e-5,
+            );
         }
     }
     assert_no_fallback("softmax", before);
@@ -119,7 +137,10 @@ fn softmax_handles_masked_and_large_logits() {
         if c == inf {
             assert_eq!(g, inf, "masked log_softmax[{i}]");
         } else {
-            assert!((g - c).abs() <= 1e-5 * (1.0 + c.abs()), "log_softmax[{i}]: {g} vs {c}");
+            assert!(
+                (g - c).abs() <= 1e-5 * (1.0 + c.abs()),
+                "log_softmax[{i}]: {g} vs {c}"
+            );
         }
     }
 }
@@ -167,7 +188,11 @@ fn layer_norm_forward_and_all_three_gradients_match_the_cpu() {
         // rstd is up to 1/√ε = 316 for constant rows (w = 1): relative tolerance.
         let (rg, rc) = (rstdg.to_vec(), rstd.to_vec());
         for (i, (&g, &c)) in rg.iter().zip(&rc).enumerate() {
-            assert!((g - c).abs() <= 1e-4 * c.abs(), "{}[{i}]: {g} vs {c}", what("rstd"));
+            assert!(
+                (g - c).abs() <= 1e-4 * c.abs(),
+                "{}[{i}]: {g} vs {c}",
+                what("rstd")
+            );
         }
 
         // The GPU backward from its own statistics (as in training).
@@ -200,7 +225,13 @@ fn dropout_masks_are_identical_to_the_cpu() {
         // Values in [1, 3): never zero, so a zero output is exactly a dropped element.
         let x = Tensor::from_vec(&[n], (0..n).map(|_| 2.0 + rng.uniform()).collect()).unwrap();
         let xg = gpu(&x);
-        for (p, stream) in [(0.1f32, 0u32), (0.5, 7), (0.9, 123_456), (1e-7, 3), (0.3, u32::MAX)] {
+        for (p, stream) in [
+            (0.1f32, 0u32),
+            (0.5, 7),
+            (0.9, 123_456),
+            (1e-7, 3),
+            (0.3, u32::MAX),
+        ] {
             let y = cpu.dropout(&x, p, stream).to_vec();
             let yg = gpu_be.dropout(&xg, p, stream).to_vec();
             let mask: Vec<bool> = y.iter().map(|&v| v == 0.0).collect();
@@ -292,12 +323,24 @@ fn bce_with_logits_and_its_backward_match_the_cpu() {
         let labels = Tensor::from_vec(
             &shape,
             (0..n)
-                .map(|_| if rng.uniform() < 0.5 { 1.0 } else { rng.uniform() })
+                .map(|_| {
+                    if rng.uniform() < 0.5 {
+                        1.0
+                    } else {
+                        rng.uniform()
+                    }
+                })
                 .collect(),
         )
         .unwrap();
         let weights: Vec<f32> = (0..n)
-            .map(|_| if rng.uniform() < 0.2 { 0.0 } else { rng.uniform() })
+            .map(|_| {
+                if rng.uniform() < 0.2 {
+                    0.0
+                } else {
+                    rng.uniform()
+                }
+            })
             .collect();
         let what = |part: &str| format!("bce {part} {shape:?}");
 
@@ -308,7 +351,12 @@ fn bce_with_logits_and_its_backward_match_the_cpu() {
         assert_close(&what("loss"), &lossg.to_vec(), &loss.to_vec(), 1e-5);
         // Host labels are uploaded by the kernel.
         let lossh = gpu_be.bce_with_logits(&gpu(&x), &labels, &weights);
-        assert_close(&what("loss (host labels)"), &lossh.to_vec(), &loss.to_vec(), 1e-5);
+        assert_close(
+            &what("loss (host labels)"),
+            &lossh.to_vec(),
+            &loss.to_vec(),
+            1e-5,
+        );
 
         // dloss on the GPU (the loss's gradient in a GPU backward) and on the host.
         let dloss = Tensor::scalar(0.7);
@@ -370,4 +418,135 @@ fn a_tape_trains_through_the_gpu_row_kernels() {
     assert_close("tape loss", &[lg], &[lc], 1e-5);
     assert_close("tape dx", &dxg, &dxc, 1e-4);
     assert_close("tape dgain", &dgg, &dgc, 1e-4);
+}
+
+/// Timings of the row kernels at the models' shapes (B = 128 sequences of L = 50 or 200,
+/// d = 64, ml-100k's 1 683 and ml-1m's 3 707 item columns), for a real GPU:
+/// `cargo test --release --test gpu_nn -- --ignored --nocapture`. Each call is flushed so that
+/// the GPU runs while the host records the next; the queue is drained before the clock starts
+/// and stops. Prints one line per case and, with `SEQREC_BENCH_OUT=path`, writes JSON.
+#[test]
+#[ignore]
+fn bench_nn_kernels() {
+    let Some(g) = gpu_or_skip("bench_nn_kernels") else {
+        return;
+    };
+    let _serial = serial();
+    let mut rng = Rng::new(17);
+    let tiny = gpu(&Tensor::from_vec(&[1], vec![0.5]).unwrap());
+    let drain = || {
+        let _ = g.bce_with_logits(&tiny, &tiny, &[1.0]).to_vec();
+    };
+    let mut results: Vec<String> = Vec::new();
+    let mut time = |name: String, bytes: f64, f: &mut dyn FnMut()| {
+        for _ in 0..5 {
+            f();
+            g.flush();
+        }
+        drain();
+        let iters = 50;
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            f();
+            g.flush();
+        }
+        drain();
+        let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
+        let gbs = bytes / (ms * 1e-3) / 1e9;
+        println!("{name:48} {ms:9.4} ms/call  {gbs:8.1} GB/s (min bytes moved)");
+        results.push(format!(
+            "  {{\"case\": \"{name}\", \"ms\": {ms:.5}, \"gb_per_s\": {gbs:.1}}}"
+        ));
+    };
+    for (rows, w) in [(6400usize, 50usize), (6400, 1683), (25600, 3707)] {
+        let x = gpu(&random(&[rows, w], 4.0, &mut rng));
+        let dy = gpu(&random(&[rows, w], 1.0, &mut rng));
+        let bytes = (rows * w * 4) as f64;
+        let y = g.softmax(&x);
+        time(format!("softmax [{rows}, {w}]"), 2.0 * bytes, &mut || {
+            g.softmax(&x);
+        });
+        time(
+            format!("softmax_backward [{rows}, {w}]"),
+            3.0 * bytes,
+            &mut || {
+                g.softmax_backward(&y, &dy);
+            },
+        );
+        time(
+            format!("log_softmax [{rows}, {w}]"),
+            2.0 * bytes,
+            &mut || {
+                g.log_softmax(&x);
+            },
+        );
+        time(
+            format!("log_softmax_backward [{rows}, {w}]"),
+            3.0 * bytes,
+            &mut || {
+                g.log_softmax_backward(&y, &dy);
+            },
+        );
+        if w > 64 {
+            let targets: Vec<u32> = (0..rows).map(|i| (i % w) as u32).collect();
+            let weights: Vec<f32> = (0..rows).map(|i| (i % 5 != 0) as u8 as f32).collect();
+            time(
+                format!("cross_entropy [{rows}, {w}]"),
+                2.0 * bytes,
+                &mut || {
+                    g.cross_entropy(&x, &targets, &weights);
+                },
+            );
+        }
+    }
+    for (rows, d) in [(6400usize, 64usize), (25600, 64), (25600, 256)] {
+        let x = gpu(&random(&[rows, d], 1.0, &mut rng));
+        let dy = gpu(&random(&[rows, d], 1.0, &mut rng));
+        let gain = gpu(&random(&[d], 1.0, &mut rng));
+        let bias = gpu(&random(&[d], 1.0, &mut rng));
+        let bytes = (rows * d * 4) as f64;
+        let (_, mean, rstd) = g.layer_norm(&x, &gain, &bias, 1e-5);
+        time(
+            format!("layer_norm [{rows}, {d}]"),
+            2.0 * bytes,
+            &mut || {
+                g.layer_norm(&x, &gain, &bias, 1e-5);
+            },
+        );
+        time(
+            format!("layer_norm_backward [{rows}, {d}]"),
+            3.0 * bytes,
+            &mut || {
+                g.layer_norm_backward(&x, &gain, &mean, &rstd, &dy);
+            },
+        );
+        time(format!("dropout [{rows}, {d}]"), 2.0 * bytes, &mut || {
+            g.dropout(&x, 0.2, 3);
+        });
+    }
+    for n in [12_800usize, 1 << 20] {
+        let x = gpu(&random(&[n], 4.0, &mut rng));
+        let labels = gpu(&Tensor::full(&[n], 1.0));
+        let weights = vec![1.0f32; n];
+        let dloss = gpu(&Tensor::scalar(1.0));
+        let bytes = (n * 4) as f64;
+        time(format!("bce_with_logits [{n}]"), 3.0 * bytes, &mut || {
+            g.bce_with_logits(&x, &labels, &weights);
+        });
+        time(
+            format!("bce_with_logits_backward [{n}]"),
+            4.0 * bytes,
+            &mut || {
+                g.bce_with_logits_backward(&x, &labels, &weights, &dloss);
+            },
+        );
+    }
+    if let Ok(path) = std::env::var("SEQREC_BENCH_OUT") {
+        let json = format!(
+            "{{\"device\": \"{}\", \"results\": [\n{}\n]}}\n",
+            seqrec::backend::Backend::name(g).replace('"', "'"),
+            results.join(",\n")
+        );
+        std::fs::write(path, json).expect("write the benchmark JSON");
+    }
 }

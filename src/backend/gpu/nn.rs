@@ -18,8 +18,11 @@ const SOFTMAX: Kernel = wgsl_kernel!("softmax.wgsl", "softmax", [Read, Read, Rea
 const LOG_SOFTMAX: Kernel = wgsl_kernel!("softmax.wgsl", "log_softmax", [Read, Read, ReadWrite]);
 const SOFTMAX_BACKWARD: Kernel =
     wgsl_kernel!("softmax.wgsl", "softmax_backward", [Read, Read, ReadWrite]);
-const LOG_SOFTMAX_BACKWARD: Kernel =
-    wgsl_kernel!("softmax.wgsl", "log_softmax_backward", [Read, Read, ReadWrite]);
+const LOG_SOFTMAX_BACKWARD: Kernel = wgsl_kernel!(
+    "softmax.wgsl",
+    "log_softmax_backward",
+    [Read, Read, ReadWrite]
+);
 
 const LAYER_NORM: Kernel = wgsl_kernel!(
     "layer_norm.wgsl",
@@ -49,8 +52,11 @@ const CROSS_ENTROPY_ROWS: Kernel = wgsl_kernel!(
     "cross_entropy_rows",
     [Read, Read, Read, ReadWrite, ReadWrite]
 );
-const CROSS_ENTROPY_LOSS: Kernel =
-    wgsl_kernel!("cross_entropy.wgsl", "cross_entropy_loss", [Read, ReadWrite]);
+const CROSS_ENTROPY_LOSS: Kernel = wgsl_kernel!(
+    "cross_entropy.wgsl",
+    "cross_entropy_loss",
+    [Read, ReadWrite]
+);
 
 const BCE_PARTIALS: Kernel =
     wgsl_kernel!("bce.wgsl", "bce_partials", [Read, Read, Read, ReadWrite]);
