@@ -419,3 +419,134 @@ fn a_tape_trains_through_the_gpu_row_kernels() {
     assert_close("tape dx", &dxg, &dxc, 1e-4);
     assert_close("tape dgain", &dgg, &dgc, 1e-4);
 }
+
+/// Timings of the row kernels at the models' shapes (B = 128 sequences of L = 50 or 200,
+/// d = 64, ml-100k's 1 683 and ml-1m's 3 707 item columns), for a real GPU:
+/// `cargo test --release --test gpu_nn -- --ignored --nocapture`. Each call is flushed so that
+/// the GPU runs while the host records the next; the queue is drained before the clock starts
+/// and stops. Prints one line per case and, with `SEQREC_BENCH_OUT=path`, writes JSON.
+#[test]
+#[ignore]
+fn bench_nn_kernels() {
+    let Some(g) = gpu_or_skip("bench_nn_kernels") else {
+        return;
+    };
+    let _serial = serial();
+    let mut rng = Rng::new(17);
+    let tiny = gpu(&Tensor::from_vec(&[1], vec![0.5]).unwrap());
+    let drain = || {
+        let _ = g.bce_with_logits(&tiny, &tiny, &[1.0]).to_vec();
+    };
+    let mut results: Vec<String> = Vec::new();
+    let mut time = |name: String, bytes: f64, f: &mut dyn FnMut()| {
+        for _ in 0..5 {
+            f();
+            g.flush();
+        }
+        drain();
+        let iters = 50;
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            f();
+            g.flush();
+        }
+        drain();
+        let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
+        let gbs = bytes / (ms * 1e-3) / 1e9;
+        println!("{name:48} {ms:9.4} ms/call  {gbs:8.1} GB/s (min bytes moved)");
+        results.push(format!(
+            "  {{\"case\": \"{name}\", \"ms\": {ms:.5}, \"gb_per_s\": {gbs:.1}}}"
+        ));
+    };
+    for (rows, w) in [(6400usize, 50usize), (6400, 1683), (25600, 3707)] {
+        let x = gpu(&random(&[rows, w], 4.0, &mut rng));
+        let dy = gpu(&random(&[rows, w], 1.0, &mut rng));
+        let bytes = (rows * w * 4) as f64;
+        let y = g.softmax(&x);
+        time(format!("softmax [{rows}, {w}]"), 2.0 * bytes, &mut || {
+            g.softmax(&x);
+        });
+        time(
+            format!("softmax_backward [{rows}, {w}]"),
+            3.0 * bytes,
+            &mut || {
+                g.softmax_backward(&y, &dy);
+            },
+        );
+        time(
+            format!("log_softmax [{rows}, {w}]"),
+            2.0 * bytes,
+            &mut || {
+                g.log_softmax(&x);
+            },
+        );
+        time(
+            format!("log_softmax_backward [{rows}, {w}]"),
+            3.0 * bytes,
+            &mut || {
+                g.log_softmax_backward(&y, &dy);
+            },
+        );
+        if w > 64 {
+            let targets: Vec<u32> = (0..rows).map(|i| (i % w) as u32).collect();
+            let weights: Vec<f32> = (0..rows).map(|i| (i % 5 != 0) as u8 as f32).collect();
+            time(
+                format!("cross_entropy [{rows}, {w}]"),
+                2.0 * bytes,
+                &mut || {
+                    g.cross_entropy(&x, &targets, &weights);
+                },
+            );
+        }
+    }
+    for (rows, d) in [(6400usize, 64usize), (25600, 64), (25600, 256)] {
+        let x = gpu(&random(&[rows, d], 1.0, &mut rng));
+        let dy = gpu(&random(&[rows, d], 1.0, &mut rng));
+        let gain = gpu(&random(&[d], 1.0, &mut rng));
+        let bias = gpu(&random(&[d], 1.0, &mut rng));
+        let bytes = (rows * d * 4) as f64;
+        let (_, mean, rstd) = g.layer_norm(&x, &gain, &bias, 1e-5);
+        time(
+            format!("layer_norm [{rows}, {d}]"),
+            2.0 * bytes,
+            &mut || {
+                g.layer_norm(&x, &gain, &bias, 1e-5);
+            },
+        );
+        time(
+            format!("layer_norm_backward [{rows}, {d}]"),
+            3.0 * bytes,
+            &mut || {
+                g.layer_norm_backward(&x, &gain, &mean, &rstd, &dy);
+            },
+        );
+        time(format!("dropout [{rows}, {d}]"), 2.0 * bytes, &mut || {
+            g.dropout(&x, 0.2, 3);
+        });
+    }
+    for n in [12_800usize, 1 << 20] {
+        let x = gpu(&random(&[n], 4.0, &mut rng));
+        let labels = gpu(&Tensor::full(&[n], 1.0));
+        let weights = vec![1.0f32; n];
+        let dloss = gpu(&Tensor::scalar(1.0));
+        let bytes = (n * 4) as f64;
+        time(format!("bce_with_logits [{n}]"), 3.0 * bytes, &mut || {
+            g.bce_with_logits(&x, &labels, &weights);
+        });
+        time(
+            format!("bce_with_logits_backward [{n}]"),
+            4.0 * bytes,
+            &mut || {
+                g.bce_with_logits_backward(&x, &labels, &weights, &dloss);
+            },
+        );
+    }
+    if let Ok(path) = std::env::var("SEQREC_BENCH_OUT") {
+        let json = format!(
+            "{{\"device\": \"{}\", \"results\": [\n{}\n]}}\n",
+            seqrec::backend::Backend::name(g).replace('"', "'"),
+            results.join(",\n")
+        );
+        std::fs::write(path, json).expect("write the benchmark JSON");
+    }
+}
