@@ -442,6 +442,10 @@ pub fn train(
         save_json(&run_dir.join("data.json"), &exp.data_info())?;
     }
 
+    if model.fits_directly() {
+        return fit_directly(exp, model, run_dir, options);
+    }
+
     let batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(config))?;
     let batches_per_epoch = batcher.num_batches();
     let bar = if options.progress {
@@ -582,6 +586,55 @@ pub fn train(
     if best_path.exists() {
         load_params(&best_path, model.params_mut())?;
     }
+    let test = evaluate_cases(model, &exp.split.test, exp.num_items(), config)?;
+    let out = report(exp, model, &state, true, Some(test));
+    save_json(&run_dir.join("report.json"), &out)?;
+    Ok(out)
+}
+
+/// `train` for models fitted without gradient steps: one fit, one validation, the test.
+fn fit_directly(
+    exp: &Experiment,
+    model: &mut dyn Model,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<TrainReport> {
+    let config = &exp.config;
+    let started = Instant::now();
+    if options.progress {
+        eprintln!(
+            "fitting {} on {} training sequences",
+            model.name(),
+            exp.split.train.len()
+        );
+    }
+    let objective = model.fit(&exp.split.train, exp.num_items())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let valid = evaluate_cases(model, &exp.split.valid, exp.num_items(), config)?;
+    let ndcg = valid
+        .at(10)
+        .or(valid.at_k.first())
+        .map(|m| m.ndcg)
+        .unwrap_or(0.0);
+    let state = TrainState {
+        epoch: 1,
+        best_valid_ndcg10: ndcg,
+        best_epoch: 1,
+        finished: true,
+        log: vec![EpochLog {
+            epoch: 1,
+            loss: objective,
+            seconds,
+            valid_ndcg10: Some(ndcg),
+        }],
+        ..TrainState::default()
+    };
+    if options.progress {
+        eprintln!("fitted in {seconds:.2}s  objective {objective:.4}  valid NDCG@10 {ndcg:.4}");
+    }
+    save_params(&run_dir.join("best.safetensors"), model.params())?;
+    save_params(&run_dir.join("weights.safetensors"), model.params())?;
+    save_json(&run_dir.join("state.json"), &state)?;
     let test = evaluate_cases(model, &exp.split.test, exp.num_items(), config)?;
     let out = report(exp, model, &state, true, Some(test));
     save_json(&run_dir.join("report.json"), &out)?;

@@ -12,6 +12,7 @@ pub mod side_info;
 pub mod windows;
 
 use crate::autograd::{Tape, Var};
+use crate::data::split::TrainSequence;
 use crate::error::{Error, Result};
 use crate::optim::ParamStore;
 use crate::tensor::{Ids, Tensor};
@@ -71,6 +72,23 @@ pub trait Model: Send + Sync {
     /// Records the score of every item for each sequence: `[B, items + 1]`, column i = item i
     /// (column 0 is padding and is never recommended).
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var>;
+
+    /// True for models fitted directly from the training sequences — by counting, in closed
+    /// form or by EM (Pop, kNN, ALS, HMM) — rather than by gradient steps: `train` then calls
+    /// `fit` once instead of running epochs of Adam on `loss`.
+    fn fits_directly(&self) -> bool {
+        false
+    }
+
+    /// Fits the model to the training sequences (items are 1..=`num_items`); returns the
+    /// final value of its objective (0 when it has none). The fitted state must live in
+    /// `params_mut()` as tensors, so that checkpoints save and restore it.
+    fn fit(&mut self, _train: &[TrainSequence], _num_items: usize) -> Result<f64> {
+        Err(Error::Invalid(format!(
+            "{} learns by gradient steps, not by fit()",
+            self.name()
+        )))
+    }
 }
 
 /// Next-item loss at every position. `hidden` `[B, n, d]` are the sequence representations,
