@@ -231,17 +231,15 @@ fn attention_dkdv(@builtin(workgroup_id) wid: vec3<u32>,
         }
         workgroupBarrier();
 
-        for (var c = 0u; c < COLS; c++) {
-            let d = ac + LANES * c;
-            if (d < dh) {
-                var a = dv[c];
-                var bb = dk[c];
-                for (var r = 0u; r < KV_BQ; r++) {
-                    a += kv_pz[r * KV_BK + aj] * kv_do[r * PAD + d];
-                    bb += kv_ds[r * KV_BK + aj] * kv_q[r * PAD + d];
+        for (var r = 0u; r < KV_BQ; r++) {
+            let pz = kv_pz[r * KV_BK + aj];
+            let ds = kv_ds[r * KV_BK + aj];
+            for (var c = 0u; c < COLS; c++) {
+                let d = ac + LANES * c;
+                if (d < dh) {
+                    dv[c] += pz * kv_do[r * PAD + d];
+                    dk[c] += ds * kv_q[r * PAD + d];
                 }
-                dv[c] = a;
-                dk[c] = bb;
             }
         }
     }
@@ -353,14 +351,13 @@ fn attention_dq(@builtin(workgroup_id) wid: vec3<u32>,
         }
         workgroupBarrier();
 
-        for (var c = 0u; c < COLS; c++) {
-            let d = ac + LANES * c;
-            if (d < dh) {
-                var a = dq[c];
-                for (var j = 0u; j < Q_BK; j++) {
-                    a += dq_ds[ar * Q_BK + j] * dq_k[j * PAD + d];
+        for (var j = 0u; j < Q_BK; j++) {
+            let ds = dq_ds[ar * Q_BK + j];
+            for (var c = 0u; c < COLS; c++) {
+                let d = ac + LANES * c;
+                if (d < dh) {
+                    dq[c] += ds * dq_k[j * PAD + d];
                 }
-                dq[c] = a;
             }
         }
     }

@@ -217,15 +217,18 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
 
         // (3) acc = acc·correction + (P ∘ Z) V_j.
+        // Each P entry is read once and used for all of the thread's columns.
         let correction = row_c[r3];
         for (var c = 0u; c < COLS; c++) {
-            let d = c3 + 4u * c;
-            if (d < dh) {
-                var a = acc[c] * correction;
-                for (var j = 0u; j < BK; j++) {
-                    a += ss[r3 * SP + j] * kv[j * PAD + d];
+            acc[c] *= correction;
+        }
+        for (var j = 0u; j < BK; j++) {
+            let pj = ss[r3 * SP + j];
+            for (var c = 0u; c < COLS; c++) {
+                let d = c3 + 4u * c;
+                if (d < dh) {
+                    acc[c] += pj * kv[j * PAD + d];
                 }
-                acc[c] = a;
             }
         }
     }

@@ -154,6 +154,12 @@ fn attention_longer_sequences_match_the_cpu() {
 }
 
 #[test]
+fn attention_beyond_the_kernels_head_dim_falls_back_correctly() {
+    // d_h = 72 > MAX_DH goes through the host.
+    check(2, 9, 72, spec(1, true, 0.2), true, 11);
+}
+
+#[test]
 fn attention_runs_natively() {
     let Some(gpu) = gpu_or_skip("attention_runs_natively") else {
         return;
@@ -169,4 +175,52 @@ fn attention_runs_natively() {
         before,
         "a host fallback ran"
     );
+}
+
+/// Milliseconds per call of `f`, over `iters` calls queued back to back; `sync` reads a small
+/// result back so that the GPU queue is drained before and after.
+fn time_ms(iters: usize, mut f: impl FnMut() -> Tensor) -> f64 {
+    f().to_vec();
+    let start = std::time::Instant::now();
+    let mut last = None;
+    for _ in 0..iters {
+        last = Some(f());
+    }
+    last.map(|t| t.to_vec());
+    start.elapsed().as_secs_f64() * 1e3 / iters as f64
+}
+
+/// Timings at SASRec sizes (batch 128, width 64, causal), for a real GPU:
+/// `cargo test --release --test gpu_attention -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn attention_timing() {
+    let Some(gpu) = gpu_or_skip("attention_timing") else {
+        return;
+    };
+    println!("{}", seqrec::backend::Backend::name(gpu));
+    let mut rng = Rng::new(9);
+    for (len, heads, width) in [
+        (50, 1, 64),
+        (50, 2, 64),
+        (200, 1, 64),
+        (200, 2, 64),
+        (200, 4, 128),
+    ] {
+        let shape = [128, len, width];
+        let [q, k, v, d_out] = [0; 4].map(|_| random(&shape, &mut rng).to_device(Device::Gpu));
+        let s = spec(heads, true, 0.0);
+        let (out, lse) = gpu.attention_forward(&q, &k, &v, None, &s);
+        let forward = time_ms(50, || gpu.attention_forward(&q, &k, &v, None, &s).1);
+        let backward = time_ms(50, || {
+            gpu.attention_backward(&q, &k, &v, &out, &lse, &d_out, None, &s)
+                .0
+        });
+        let s = spec(heads, true, 0.1);
+        let dropout = time_ms(50, || gpu.attention_forward(&q, &k, &v, None, &s).1);
+        println!(
+            "B=128 L={len} D={width} heads={heads} causal: forward {forward:.3} ms, \
+             backward {backward:.3} ms, forward with dropout 0.1 {dropout:.3} ms"
+        );
+    }
 }

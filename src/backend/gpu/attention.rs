@@ -116,7 +116,7 @@ fn params(
 fn native(q: &Tensor, spec: &AttentionSpec) -> bool {
     let (len, width) = (q.shape()[1], q.shape()[2]);
     let head_dim = width / spec.heads;
-    q.len() > 0 && len > 0 && (1..=MAX_DH).contains(&head_dim)
+    !q.is_empty() && len > 0 && (1..=MAX_DH).contains(&head_dim)
 }
 
 impl GpuBackend {
