@@ -208,7 +208,7 @@ impl Runtime {
 
     /// The largest storage buffer a kernel may bind, in 4-byte elements.
     pub fn max_binding_elements(&self) -> usize {
-        (self.limits.max_storage_buffer_binding_size as u64 / 4) as usize
+        (self.limits.max_storage_buffer_binding_size / 4) as usize
     }
 
     fn buffer(&self, len: usize, recorded_use: bool) -> GpuBuffer {
