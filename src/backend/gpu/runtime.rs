@@ -213,6 +213,20 @@ impl Runtime {
 
     fn buffer(&self, len: usize, recorded_use: bool) -> GpuBuffer {
         let bytes = size_class(len as u64 * 4);
+        let limit = self
+            .limits
+            .max_buffer_size
+            .min(self.limits.max_storage_buffer_binding_size);
+        // A tensor the adapter cannot hold is a configuration problem (batch × length ×
+        // catalogue too large for this GPU), so say which numbers to change.
+        assert!(
+            len as u64 * 4 <= limit,
+            "a {} MiB tensor exceeds this GPU's buffer limit of {} MiB ({}); lower \
+             train.batch_size or data.max_len, or use --device cpu",
+            (len as u64 * 4) >> 20,
+            limit >> 20,
+            self.info.name
+        );
         let pooled = self.pool.lock().expect("pool").take(bytes, recorded_use);
         let buffer = pooled.unwrap_or_else(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
