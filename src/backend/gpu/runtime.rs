@@ -227,6 +227,7 @@ impl Runtime {
             limit >> 20,
             self.info.name
         );
+        let bytes = bytes.min(limit & !3);
         let pooled = self.pool.lock().expect("pool").take(bytes, recorded_use);
         let buffer = pooled.unwrap_or_else(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
