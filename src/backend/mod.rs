@@ -129,6 +129,21 @@ pub fn erf(x: f32) -> f32 {
     if x >= 0.0 { r } else { -r }
 }
 
+/// Row-major strides of `shape` as seen from `out_shape` (right-aligned), with stride 0 on
+/// the axes where `shape` is broadcast. Both backends index broadcast operands this way.
+pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let offset = out_shape.len() - shape.len();
+    let mut strides = vec![0; out_shape.len()];
+    let mut stride = 1;
+    for axis in (0..shape.len()).rev() {
+        if shape[axis] != 1 {
+            strides[axis + offset] = stride;
+        }
+        stride *= shape[axis];
+    }
+    strides
+}
+
 /// Elementwise activations and the affine map αx + β.
 pub trait ActivationKernels {
     fn unary(&self, op: UnaryOp, x: &Tensor) -> Tensor;

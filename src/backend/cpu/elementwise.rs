@@ -1,25 +1,11 @@
 //! Broadcasting elementwise arithmetic on the CPU.
 
+use crate::backend::broadcast_strides;
 use rayon::prelude::*;
 
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::{BinaryOp, ElementwiseKernels};
 use crate::tensor::Tensor;
-
-/// Row-major strides of `shape` as seen from `out_shape` (right-aligned), with stride 0 on
-/// the axes where `shape` is broadcast.
-pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
-    let offset = out_shape.len() - shape.len();
-    let mut strides = vec![0; out_shape.len()];
-    let mut stride = 1;
-    for axis in (0..shape.len()).rev() {
-        if shape[axis] != 1 {
-            strides[axis + offset] = stride;
-        }
-        stride *= shape[axis];
-    }
-    strides
-}
 
 /// The offset in a broadcast operand of output row `row` (all axes but the last).
 fn row_offset(mut row: usize, out_shape: &[usize], strides: &[usize]) -> usize {

@@ -3,9 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::broadcast_strides;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::ShapeKernels;
+use crate::backend::broadcast_strides;
 use crate::tensor::Tensor;
 
 /// (outer, size of the axis, inner) of `shape` around `axis`.

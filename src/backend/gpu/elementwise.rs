@@ -1,6 +1,7 @@
 //! Elementwise arithmetic with broadcasting, and the reductions broadcasting needs:
 //! `binary.wgsl`, `add_assign.wgsl`, `reduce_to_shape.wgsl` (`scale` runs `affine.wgsl`).
 
+use crate::backend::broadcast_strides;
 use std::sync::Arc;
 
 use super::kernel::{Kernel, wgsl_u32};
@@ -39,21 +40,6 @@ fn op_code(op: BinaryOp) -> u32 {
         BinaryOp::Mul => OP_MUL,
         BinaryOp::Div => OP_DIV,
     }
-}
-
-/// Row-major strides of `shape` as seen from `out_shape` (right-aligned), 0 on the axes where
-/// `shape` is broadcast.
-fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
-    let offset = out_shape.len() - shape.len();
-    let mut strides = vec![0; out_shape.len()];
-    let mut stride = 1;
-    for axis in (0..shape.len()).rev() {
-        if shape[axis] != 1 {
-            strides[axis + offset] = stride;
-        }
-        stride *= shape[axis];
-    }
-    strides
 }
 
 /// The output axes of a broadcast, outermost first, as (size, stride in a, stride in b):

@@ -6,6 +6,7 @@ use super::GpuBackend;
 use super::kernel::{Kernel, wgsl_u32};
 use super::runtime::grid;
 use crate::backend::ShapeKernels;
+use crate::backend::broadcast_strides;
 use crate::tensor::Tensor;
 use crate::wgsl_kernel;
 
@@ -57,20 +58,6 @@ fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
         strides[i] = strides[i + 1] * shape[i + 1];
-    }
-    strides
-}
-
-/// The strides of an operand of `shape` broadcast to `out_shape` (0 on broadcast axes).
-fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
-    let offset = out_shape.len() - shape.len();
-    let mut strides = vec![0; out_shape.len()];
-    let mut stride = 1;
-    for axis in (0..shape.len()).rev() {
-        if shape[axis] != 1 {
-            strides[axis + offset] = stride;
-        }
-        stride *= shape[axis];
     }
     strides
 }
