@@ -521,3 +521,87 @@ fn both_beat_popularity_on_ml100k() {
         );
     }
 }
+
+/// The first Adam steps' losses and then a few users' scores, on `device`.
+fn gpu_run(model_name: &str, loss: &str, device: seqrec::Device) -> Result<(Vec<f32>, Vec<f32>)> {
+    use seqrec::data::batch::{BatchConfig, Batcher, Examples, Sampling};
+    let data = synthetic(80, 7);
+    let config = config(model_name, &[&format!("train.loss={loss}")]);
+    let exp = Experiment::prepare(&data, &config)?;
+    let mut model = exp.build_model()?;
+    model.params_mut().to_device(device);
+    let kind = LossKind::parse(&config.train.loss)?;
+    let batcher = Batcher::new(
+        &exp.split.train,
+        exp.num_items(),
+        BatchConfig {
+            max_len: config.data.max_len,
+            batch_size: config.train.batch_size,
+            examples: Examples::EveryPosition,
+            negatives: config.train.negatives,
+            sampling: Sampling::Uniform,
+            exclude_user_items: true,
+            seed: 3,
+        },
+    )?;
+    let mut adam = seqrec::optim::Adam::new(0.01);
+    let mut losses = Vec::new();
+    for batch in batcher.epoch(0)?.into_iter().take(4) {
+        let batch = TrainingBatch::from(batch);
+        let mut tape = Tape::new().on(device);
+        let loss = model.loss(&mut tape, &batch, kind)?;
+        losses.push(tape.value(loss).item());
+        let grads = tape.backward(loss)?;
+        drop(tape);
+        let store = model.params_mut();
+        store.zero_grad();
+        grads.accumulate_into(store);
+        adam.step(store);
+    }
+    let rows: Vec<(u32, &[u32], &[u32])> = exp
+        .split
+        .test
+        .iter()
+        .take(5)
+        .map(|c| {
+            (
+                c.user,
+                c.history.as_slice(),
+                c.history_behaviours.as_slice(),
+            )
+        })
+        .collect();
+    let scores = seqrec::train::score_rows(model.as_ref(), &rows, config.data.max_len)?;
+    Ok((losses, scores))
+}
+
+#[test]
+fn trains_on_the_gpu_like_on_the_cpu() {
+    if common::gpu_or_skip("fpmc and fossil on the GPU").is_none() {
+        return;
+    }
+    for model in ["fpmc", "fossil"] {
+        for loss in ["bce", "ce"] {
+            let (cpu_losses, cpu_scores) = gpu_run(model, loss, seqrec::Device::Cpu).unwrap();
+            let fallbacks = seqrec::backend::gpu::fallback_count();
+            let (gpu_losses, gpu_scores) = gpu_run(model, loss, seqrec::Device::Gpu).unwrap();
+            assert_eq!(
+                seqrec::backend::gpu::fallback_count(),
+                fallbacks,
+                "{model}/{loss}: a kernel fell back to the host"
+            );
+            common::assert_close(
+                &format!("{model}/{loss} losses"),
+                &gpu_losses,
+                &cpu_losses,
+                1e-3,
+            );
+            common::assert_close(
+                &format!("{model}/{loss} scores"),
+                &gpu_scores,
+                &cpu_scores,
+                2e-2,
+            );
+        }
+    }
+}
