@@ -63,6 +63,10 @@ pub struct ModelConfig {
     pub attrec_weight: f32,
     /// AttRec: margin of the hinge loss.
     pub attrec_margin: f32,
+    /// Fossil: order L of the Markov chain (how many of the latest items weigh in).
+    pub fossil_order: usize,
+    /// Fossil: exponent α of the long-term normalisation |history|^−α (0 = sum, 1 = mean).
+    pub fossil_alpha: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -140,6 +144,8 @@ impl Default for ModelConfig {
             caser_targets: 3,
             attrec_weight: 0.3,
             attrec_margin: 0.5,
+            fossil_order: 3,
+            fossil_alpha: 0.5,
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod amsrm;
 pub mod attrec;
 pub mod bprmf;
 pub mod caser;
+pub mod fossil;
+pub mod fpmc;
 pub mod layers;
 pub mod sasrec;
 pub mod side_info;
