@@ -40,7 +40,9 @@ use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
-pub const MODELS: [&str; 5] = ["amsrm", "sasrec", "caser", "bprmf", "attrec"];
+pub const MODELS: [&str; 8] = [
+    "amsrm", "sasrec", "caser", "bprmf", "attrec", "pop", "itemknn", "userknn",
+];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
@@ -167,6 +169,9 @@ pub fn build_model(
         "caser" => Box::new(Caser::new(items, users, m, seed)?),
         "bprmf" => Box::new(BprMf::new(items, users, m, seed)?),
         "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
+        "pop" => Box::new(crate::models::pop::Pop::new(items)?),
+        "itemknn" => Box::new(crate::models::itemknn::ItemKnn::new(items, m)?),
+        "userknn" => Box::new(crate::models::userknn::UserKnn::new(items, users, m)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -6,9 +6,13 @@ pub mod amsrm;
 pub mod attrec;
 pub mod bprmf;
 pub mod caser;
+pub mod itemknn;
 pub mod layers;
+pub mod neighbours;
+pub mod pop;
 pub mod sasrec;
 pub mod side_info;
+pub mod userknn;
 pub mod windows;
 
 use crate::autograd::{Tape, Var};
