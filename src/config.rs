@@ -67,6 +67,18 @@ pub struct ModelConfig {
     pub fossil_order: usize,
     /// Fossil: exponent α of the long-term normalisation |history|^−α (0 = sum, 1 = mean).
     pub fossil_alpha: f32,
+    /// ItemKNN / UserKNN: neighbours kept per item / user (k, Sarwar et al.'s model size).
+    pub knn_neighbours: usize,
+    /// ItemKNN / UserKNN: shrinkage λ of the cosine, dot / (‖a‖‖b‖ + λ).
+    pub knn_shrinkage: f32,
+    /// ItemKNN (and UserKNN for an anonymous sequence): the latest input items that score
+    /// (0 = every item of the input).
+    pub knn_history: usize,
+    /// ItemKNN / UserKNN: recency decay, the item t steps before the last weighs decay^t
+    /// (1 = all items weigh the same; the default 0.6 is the sequential variant).
+    pub knn_decay: f32,
+    /// UserKNN: the latest distinct training items kept as each user's profile.
+    pub knn_user_items: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -146,6 +158,11 @@ impl Default for ModelConfig {
             attrec_margin: 0.5,
             fossil_order: 3,
             fossil_alpha: 0.5,
+            knn_neighbours: 100,
+            knn_shrinkage: 10.0,
+            knn_history: 0,
+            knn_decay: 0.6,
+            knn_user_items: 200,
         }
     }
 }

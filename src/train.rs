@@ -40,8 +40,8 @@ use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
-pub const MODELS: [&str; 7] = [
-    "amsrm", "sasrec", "caser", "bprmf", "attrec", "fpmc", "fossil",
+pub const MODELS: &[&str] = &[
+    "amsrm", "sasrec", "caser", "bprmf", "attrec", "fpmc", "fossil", "pop", "itemknn", "userknn",
 ];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
@@ -171,6 +171,9 @@ pub fn build_model(
         "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
         "fpmc" => Box::new(crate::models::fpmc::Fpmc::new(items, users, m, seed)?),
         "fossil" => Box::new(crate::models::fossil::Fossil::new(items, users, m, seed)?),
+        "pop" => Box::new(crate::models::pop::Pop::new(items)?),
+        "itemknn" => Box::new(crate::models::itemknn::ItemKnn::new(items, m)?),
+        "userknn" => Box::new(crate::models::userknn::UserKnn::new(items, users, m)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -8,9 +8,13 @@ pub mod bprmf;
 pub mod caser;
 pub mod fossil;
 pub mod fpmc;
+pub mod itemknn;
 pub mod layers;
+pub mod neighbours;
+pub mod pop;
 pub mod sasrec;
 pub mod side_info;
+pub mod userknn;
 pub mod windows;
 
 use crate::autograd::{Tape, Var};
