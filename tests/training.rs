@@ -37,7 +37,7 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn every_model_learns_the_pattern_with_both_losses() {
     let data = synthetic(80, 1);
-    for model in seqrec::train::MODELS {
+    for &model in seqrec::train::MODELS {
         for loss in ["ce", "bce"] {
             let config = config(
                 model,
