@@ -40,7 +40,15 @@ use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
-pub const MODELS: [&str; 5] = ["amsrm", "sasrec", "caser", "bprmf", "attrec"];
+pub const MODELS: [&str; 7] = [
+    "amsrm",
+    "sasrec",
+    "caser",
+    "bprmf",
+    "attrec",
+    "nextitnet",
+    "stamp",
+];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
@@ -167,6 +175,8 @@ pub fn build_model(
         "caser" => Box::new(Caser::new(items, users, m, seed)?),
         "bprmf" => Box::new(BprMf::new(items, users, m, seed)?),
         "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
+        "nextitnet" => Box::new(crate::models::nextitnet::NextItNet::new(items, m, seed)?),
+        "stamp" => Box::new(crate::models::stamp::Stamp::new(items, m, seed)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -7,8 +7,10 @@ pub mod attrec;
 pub mod bprmf;
 pub mod caser;
 pub mod layers;
+pub mod nextitnet;
 pub mod sasrec;
 pub mod side_info;
+pub mod stamp;
 pub mod windows;
 
 use crate::autograd::{Tape, Var};
