@@ -79,6 +79,17 @@ pub struct ModelConfig {
     pub knn_decay: f32,
     /// UserKNN: the latest distinct training items kept as each user's profile.
     pub knn_user_items: usize,
+    /// NextItNet: the dilation of each residual block, a list ([1, 2, 4, 8]) or a number of
+    /// repeats of {1, 2, 4, 8}.
+    pub nextitnet_dilations: crate::models::nextitnet::Dilations,
+    /// NextItNet: width of every causal convolution.
+    pub nextitnet_kernel: usize,
+    /// NextItNet: score against a separate output embedding instead of the input one.
+    pub nextitnet_separate_output: bool,
+    /// STAMP: train at every prefix of the sequence (false: only the last position).
+    pub stamp_every_position: bool,
+    /// STAMP: m_a = Σ α_i x_i + m_s (as RecBole does) instead of the paper's Σ α_i x_i.
+    pub stamp_add_mean: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -163,6 +174,11 @@ impl Default for ModelConfig {
             knn_history: 0,
             knn_decay: 0.6,
             knn_user_items: 200,
+            nextitnet_dilations: Default::default(),
+            nextitnet_kernel: 3,
+            nextitnet_separate_output: false,
+            stamp_every_position: true,
+            stamp_add_mean: false,
         }
     }
 }

@@ -41,7 +41,18 @@ use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
 pub const MODELS: &[&str] = &[
-    "amsrm", "sasrec", "caser", "bprmf", "attrec", "fpmc", "fossil", "pop", "itemknn", "userknn",
+    "amsrm",
+    "sasrec",
+    "caser",
+    "bprmf",
+    "attrec",
+    "fpmc",
+    "fossil",
+    "pop",
+    "itemknn",
+    "userknn",
+    "nextitnet",
+    "stamp",
 ];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
@@ -174,6 +185,8 @@ pub fn build_model(
         "pop" => Box::new(crate::models::pop::Pop::new(items)?),
         "itemknn" => Box::new(crate::models::itemknn::ItemKnn::new(items, m)?),
         "userknn" => Box::new(crate::models::userknn::UserKnn::new(items, users, m)?),
+        "nextitnet" => Box::new(crate::models::nextitnet::NextItNet::new(items, m, seed)?),
+        "stamp" => Box::new(crate::models::stamp::Stamp::new(items, m, seed)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -11,9 +11,11 @@ pub mod fpmc;
 pub mod itemknn;
 pub mod layers;
 pub mod neighbours;
+pub mod nextitnet;
 pub mod pop;
 pub mod sasrec;
 pub mod side_info;
+pub mod stamp;
 pub mod userknn;
 pub mod windows;
 
