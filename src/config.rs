@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Model name: amsrm, sasrec, caser, bprmf, attrec.
+    /// Model name, one of `train::MODELS` (amsrm, sasrec, caser, bprmf, attrec, pop, …).
     pub model: String,
     pub data: DataConfig,
     pub model_options: ModelConfig,

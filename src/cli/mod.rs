@@ -57,7 +57,9 @@ pub struct ConfigArgs {
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// amsrm, sasrec, caser, bprmf or attrec.
+    /// The model: amsrm, sasrec, caser, bprmf, attrec, the survey's pop, itemknn, userknn,
+    /// mf, fpmc, fossil, hmm, gru4rec, nextitnet, stamp, bert4rec (an unknown name lists
+    /// those this build has).
     #[arg(long)]
     model: Option<String>,
     #[command(flatten)]
