@@ -63,6 +63,14 @@ pub struct ModelConfig {
     pub attrec_weight: f32,
     /// AttRec: margin of the hinge loss.
     pub attrec_margin: f32,
+    /// GRU4Rec: stacked GRU layers (hidden width = dim).
+    pub gru_layers: usize,
+    /// GRU4Rec: "ce" (full softmax), "bpr-max" or "top1-max"; unset = follow train.loss.
+    pub gru4rec_loss: Option<String>,
+    /// GRU4Rec: λ of BPR-max's score regularisation λ Σ_j s_j r_j².
+    pub gru4rec_bpr_reg: f32,
+    /// GRU4Rec: score against the input item embeddings (tied) instead of a separate table.
+    pub gru4rec_tied: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -140,6 +148,10 @@ impl Default for ModelConfig {
             caser_targets: 3,
             attrec_weight: 0.3,
             attrec_margin: 0.5,
+            gru_layers: 1,
+            gru4rec_loss: None,
+            gru4rec_bpr_reg: 1.0,
+            gru4rec_tied: true,
         }
     }
 }

@@ -34,13 +34,13 @@ use crate::eval::{EvalConfig, EvalReport, EvalUser, Protocol, evaluate};
 use crate::models::side_info::SideInfo;
 use crate::models::{
     LossKind, Model, SequenceInput, TrainingBatch, amsrm::Amsrm, attrec::AttRec, bprmf::BprMf,
-    caser::Caser, sasrec::SasRec,
+    caser::Caser, gru4rec::Gru4Rec, sasrec::SasRec,
 };
 use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
-pub const MODELS: [&str; 5] = ["amsrm", "sasrec", "caser", "bprmf", "attrec"];
+pub const MODELS: [&str; 6] = ["amsrm", "sasrec", "caser", "bprmf", "attrec", "gru4rec"];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
@@ -167,6 +167,7 @@ pub fn build_model(
         "caser" => Box::new(Caser::new(items, users, m, seed)?),
         "bprmf" => Box::new(BprMf::new(items, users, m, seed)?),
         "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
+        "gru4rec" => Box::new(Gru4Rec::new(items, m, seed)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -6,6 +6,7 @@ pub mod amsrm;
 pub mod attrec;
 pub mod bprmf;
 pub mod caser;
+pub mod gru4rec;
 pub mod layers;
 pub mod sasrec;
 pub mod side_info;
