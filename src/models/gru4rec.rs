@@ -207,27 +207,20 @@ impl Gru4Rec {
         loss: RankingLoss,
     ) -> Result<Var> {
         let (candidates, negative_mask) = step_candidates(batch)?;
-        let hidden = tape.permute(hidden, &[1, 0, 2])?; // [n, B, d]
-        let (n, c) = (candidates.shape()[0], candidates.shape()[1]);
-        let b = batch.positives.shape()[0];
-        let table = self.output_table(tape);
-        let bias_table = tape.param(&self.store, self.item_bias);
+        let (n, b) = (batch.positives.shape()[1], batch.positives.shape()[0]);
+        // [h, 1]·[E_out[j], b_j] = r_j: one product per score, bias included.
+        let (hidden, items) = self.with_bias(tape, hidden)?;
+        let hidden = tape.permute(hidden, &[1, 0, 2])?; // [n, B, d + 1]
 
         // r_j for every candidate of the step: [n, B, C].
-        let embedded = tape.embedding(table, &candidates)?; // [n, C, d]
+        let embedded = tape.embedding(items, &candidates)?; // [n, C, d + 1]
         let scores = tape.matmul_t(hidden, embedded, false, true)?;
-        let bias = tape.embedding(bias_table, &candidates)?; // [n, C, 1]
-        let bias = tape.reshape(bias, &[n, 1, c])?;
-        let scores = tape.add(scores, bias)?;
 
         // r_i, the row's own target, gathered directly (column b of row b): [n, B].
         let targets = Ids::from_vec(&[n, b], transpose(batch.positives.values(), b, n))?;
-        let target_embedded = tape.embedding(table, &targets)?; // [n, B, d]
+        let target_embedded = tape.embedding(items, &targets)?; // [n, B, d + 1]
         let product = tape.mul(hidden, target_embedded)?;
         let positive = tape.sum(product, &[2], false)?;
-        let target_bias = tape.embedding(bias_table, &targets)?; // [n, B, 1]
-        let target_bias = tape.reshape(target_bias, &[n, b])?;
-        let positive = tape.add(positive, target_bias)?;
 
         let weights = Tensor::from_vec(&[n, b], transpose(&batch.weights.to_vec(), b, n))?;
         top_k_gain_loss(tape, positive, scores, &negative_mask, &weights, loss)
