@@ -23,23 +23,24 @@
 //! whose targets serve as negatives differs: column t of the batch (B sequences, each at some
 //! event) plays the part of one session-parallel step.
 //!
-//! Losses (`gru4rec_loss`; unset = follow train.loss):
-//! * "ce": softmax cross-entropy over the whole catalogue at every position (2016's
-//!   categorical cross-entropy without sampling). train.loss = "bce" gives the shared sampled
-//!   BCE instead.
-//! * "bpr-max" (2018, eq. 7 with the score regularisation):
-//!     L = −log Σ_j s_j σ(r_i − r_j) + λ Σ_j s_j r_j²,   s = softmax over the negatives' scores
-//! * "top1-max" (2018, eq. 6):
+//! Losses (`gru4rec_loss`; unset = follow train.loss). "ce": softmax cross-entropy over the
+//! whole catalogue at every position (2016's categorical cross-entropy without sampling);
+//! train.loss = "bce" gives the shared sampled BCE instead. The 2018 losses, with
+//! s = softmax over the negatives' scores:
+//!   "bpr-max", with the score regularisation of the 2018 paper:
+//!     L = −log Σ_j s_j σ(r_i − r_j) + λ Σ_j s_j r_j²
+//!   "top1-max":
 //!     L = Σ_j s_j (σ(r_j − r_i) + σ(r_j²))
-//!   For the row of sequence b at step t, r_i is the score of its target and j runs over the
-//!   negatives: the targets of the other sequences at step t (mini-batch negatives) plus the
-//!   extra samples, which are shared by the step as in the paper — the batch's sampled
-//!   negatives of all B sequences at t, B·k items with k = train.negatives. The loss is the
-//!   mean over real targets. Choices the paper leaves open: a candidate equal to the row's own
-//!   target is not a negative (the reference code masks only the diagonal); padding is never
-//!   a candidate; the extra samples are uniform over items the sequence's user never saw (the
-//!   trainer's sampler) where the paper samples by popularity^α; gradients flow through s as
-//!   in the reference code. λ is `gru4rec_bpr_reg` (reference default 1).
+//! For the row of sequence b at step t, r_i is the score of its target and j runs over the
+//! negatives: the targets of the other sequences at step t (mini-batch negatives) plus the
+//! extra samples, which are shared by the step as in the paper — the batch's sampled negatives
+//! of all B sequences at t, B·k items with k = train.negatives. So a batch scores
+//! [n, B, B(1 + k)] candidates. The loss is the mean over real targets. Choices the paper
+//! leaves open: a candidate equal to the row's own target is not a negative (the reference
+//! code masks only the diagonal); padding is never a candidate; the extra samples are uniform
+//! over items the sequence's user never saw (the trainer's sampler) where the paper samples by
+//! popularity^α; gradients flow through s as in the reference code. λ is `gru4rec_bpr_reg`
+//! (reference default 1).
 
 use super::{LossKind, Model, SequenceInput, TrainingBatch, next_item_loss, padding_mask};
 use crate::autograd::{Tape, Var};
