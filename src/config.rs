@@ -90,6 +90,14 @@ pub struct ModelConfig {
     pub stamp_every_position: bool,
     /// STAMP: m_a = Σ α_i x_i + m_s (as RecBole does) instead of the paper's Σ α_i x_i.
     pub stamp_add_mean: bool,
+    /// GRU4Rec: stacked GRU layers (hidden width = dim).
+    pub gru_layers: usize,
+    /// GRU4Rec: "ce" (full softmax), "bpr-max" or "top1-max"; unset = follow train.loss.
+    pub gru4rec_loss: Option<String>,
+    /// GRU4Rec: λ of BPR-max's score regularisation λ Σ_j s_j r_j².
+    pub gru4rec_bpr_reg: f32,
+    /// GRU4Rec: score against the input item embeddings (tied) instead of a separate table.
+    pub gru4rec_tied: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -179,6 +187,10 @@ impl Default for ModelConfig {
             nextitnet_separate_output: false,
             stamp_every_position: true,
             stamp_add_mean: false,
+            gru_layers: 1,
+            gru4rec_loss: None,
+            gru4rec_bpr_reg: 1.0,
+            gru4rec_tied: true,
         }
     }
 }

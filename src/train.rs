@@ -34,7 +34,7 @@ use crate::eval::{EvalConfig, EvalReport, EvalUser, Protocol, evaluate};
 use crate::models::side_info::SideInfo;
 use crate::models::{
     LossKind, Model, SequenceInput, TrainingBatch, amsrm::Amsrm, attrec::AttRec, bprmf::BprMf,
-    caser::Caser, sasrec::SasRec,
+    caser::Caser, gru4rec::Gru4Rec, sasrec::SasRec,
 };
 use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
@@ -53,8 +53,8 @@ pub const MODELS: &[&str] = &[
     "userknn",
     "nextitnet",
     "stamp",
+    "gru4rec",
 ];
-
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
     pub config: Config,
@@ -187,6 +187,7 @@ pub fn build_model(
         "userknn" => Box::new(crate::models::userknn::UserKnn::new(items, users, m)?),
         "nextitnet" => Box::new(crate::models::nextitnet::NextItNet::new(items, m, seed)?),
         "stamp" => Box::new(crate::models::stamp::Stamp::new(items, m, seed)?),
+        "gru4rec" => Box::new(Gru4Rec::new(items, m, seed)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -8,6 +8,7 @@ pub mod bprmf;
 pub mod caser;
 pub mod fossil;
 pub mod fpmc;
+pub mod gru4rec;
 pub mod itemknn;
 pub mod layers;
 pub mod neighbours;
