@@ -63,6 +63,11 @@ pub struct ModelConfig {
     pub attrec_weight: f32,
     /// AttRec: margin of the hinge loss.
     pub attrec_margin: f32,
+    /// BERT4Rec: proportion ρ of each training sequence's items masked for the Cloze task.
+    pub bert_mask_prob: f32,
+    /// BERT4Rec: probability that a training sequence masks only its last item instead (the
+    /// paper's extra samples matching next-item prediction; 0 = pure Cloze).
+    pub bert_last_item_prob: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -140,6 +145,8 @@ impl Default for ModelConfig {
             caser_targets: 3,
             attrec_weight: 0.3,
             attrec_margin: 0.5,
+            bert_mask_prob: 0.2,
+            bert_last_item_prob: 0.0,
         }
     }
 }

@@ -40,7 +40,7 @@ use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
-pub const MODELS: [&str; 5] = ["amsrm", "sasrec", "caser", "bprmf", "attrec"];
+pub const MODELS: [&str; 6] = ["amsrm", "sasrec", "caser", "bprmf", "attrec", "bert4rec"];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
@@ -167,6 +167,12 @@ pub fn build_model(
         "caser" => Box::new(Caser::new(items, users, m, seed)?),
         "bprmf" => Box::new(BprMf::new(items, users, m, seed)?),
         "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
+        "bert4rec" => Box::new(crate::models::bert4rec::Bert4Rec::new(
+            items,
+            config.data.max_len,
+            m,
+            seed,
+        )?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",
