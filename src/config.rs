@@ -98,6 +98,11 @@ pub struct ModelConfig {
     pub gru4rec_bpr_reg: f32,
     /// GRU4Rec: score against the input item embeddings (tied) instead of a separate table.
     pub gru4rec_tied: bool,
+    /// BERT4Rec: proportion ρ of each training sequence's items masked for the Cloze task.
+    pub bert_mask_prob: f32,
+    /// BERT4Rec: probability that a training sequence masks only its last item instead (the
+    /// paper's extra samples matching next-item prediction; 0 = pure Cloze).
+    pub bert_last_item_prob: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -191,6 +196,8 @@ impl Default for ModelConfig {
             gru4rec_loss: None,
             gru4rec_bpr_reg: 1.0,
             gru4rec_tied: true,
+            bert_mask_prob: 0.2,
+            bert_last_item_prob: 0.0,
         }
     }
 }

@@ -54,7 +54,9 @@ pub const MODELS: &[&str] = &[
     "nextitnet",
     "stamp",
     "gru4rec",
+    "bert4rec",
 ];
+
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
     pub config: Config,
@@ -188,6 +190,12 @@ pub fn build_model(
         "nextitnet" => Box::new(crate::models::nextitnet::NextItNet::new(items, m, seed)?),
         "stamp" => Box::new(crate::models::stamp::Stamp::new(items, m, seed)?),
         "gru4rec" => Box::new(Gru4Rec::new(items, m, seed)?),
+        "bert4rec" => Box::new(crate::models::bert4rec::Bert4Rec::new(
+            items,
+            config.data.max_len,
+            m,
+            seed,
+        )?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",

@@ -4,6 +4,7 @@
 
 pub mod amsrm;
 pub mod attrec;
+pub mod bert4rec;
 pub mod bprmf;
 pub mod caser;
 pub mod fossil;
