@@ -63,6 +63,16 @@ pub struct ModelConfig {
     pub attrec_weight: f32,
     /// AttRec: margin of the hinge loss.
     pub attrec_margin: f32,
+    /// MF (ALS): confidence c = 1 + α·count of an observed user-item pair.
+    pub als_alpha: f32,
+    /// MF (ALS): L2 regularisation λ of the user and item factors (> 0).
+    pub als_lambda: f32,
+    /// MF (ALS): sweeps of alternating user and item updates.
+    pub als_iterations: usize,
+    /// HMM: number of hidden states (latent user contexts).
+    pub hmm_states: usize,
+    /// HMM: Baum-Welch (EM) iterations.
+    pub hmm_iterations: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -140,6 +150,11 @@ impl Default for ModelConfig {
             caser_targets: 3,
             attrec_weight: 0.3,
             attrec_margin: 0.5,
+            als_alpha: 10.0,
+            als_lambda: 1.0,
+            als_iterations: 15,
+            hmm_states: 16,
+            hmm_iterations: 30,
         }
     }
 }

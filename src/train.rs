@@ -40,7 +40,7 @@ use crate::optim::{Adam, AdamState, ParamStore};
 use crate::tensor::{Ids, Tensor};
 
 /// The models `train` knows, as the CLI spells them.
-pub const MODELS: [&str; 5] = ["amsrm", "sasrec", "caser", "bprmf", "attrec"];
+pub const MODELS: [&str; 7] = ["amsrm", "sasrec", "caser", "bprmf", "attrec", "mf", "hmm"];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
 pub struct Experiment {
@@ -167,6 +167,8 @@ pub fn build_model(
         "caser" => Box::new(Caser::new(items, users, m, seed)?),
         "bprmf" => Box::new(BprMf::new(items, users, m, seed)?),
         "attrec" => Box::new(AttRec::new(items, users, m, seed)?),
+        "mf" => Box::new(crate::models::mf::Mf::new(items, users, m, seed)?),
+        "hmm" => Box::new(crate::models::hmm::Hmm::new(items, m, seed)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",
