@@ -352,7 +352,7 @@ fn forward_backward_matches_enumeration_of_the_hidden_paths() {
         // The next-item prediction: Σ_z P(z | o) Σ_s A_{z_T s} B_s(i).
         let scores = next_item_scores(&p, &o);
         assert_eq!(scores[0], 0.0);
-        for i in 1..=3 {
+        for (i, &score) in scores.iter().enumerate().skip(1) {
             let want: f64 = joint
                 .iter()
                 .map(|(z, pr)| {
@@ -363,7 +363,7 @@ fn forward_backward_matches_enumeration_of_the_hidden_paths() {
                     pr / evidence * next
                 })
                 .sum();
-            assert!((scores[i] - want).abs() < 1e-12, "{o:?}: P(next = {i})");
+            assert!((score - want).abs() < 1e-12, "{o:?}: P(next = {i})");
         }
         // Left padding is skipped.
         assert_eq!(next_item_scores(&p, &[0, 0, o[0], o[1], o[2]]), scores);
