@@ -85,7 +85,7 @@ impl Model for Popularity {
 /// (model, popularity) test NDCG@10 and HR@10 of `model` fitted through `train`.
 fn fit_and_compare(exp: &Experiment, name: &str) -> ((f64, f64), (f64, f64)) {
     let mut model = exp.build_model().unwrap();
-    let dir = temp_dir(&format!("fit-{name}"));
+    let dir = temp_dir(&format!("fit-{name}-{}", exp.dataset_name));
     let report = train(exp, model.as_mut(), &dir, &TrainOptions::default()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let test = report.test.as_ref().unwrap().at(10).unwrap();
@@ -375,12 +375,7 @@ fn em_never_lowers_the_log_likelihood() {
     let data = synthetic(60, 4);
     let exp = Experiment::prepare(&data, &config("hmm", &[])).unwrap();
     let sequences: Vec<&[u32]> = exp.split.train.iter().map(|q| q.items.as_slice()).collect();
-    let mut counts = vec![0.0; exp.num_items() + 1];
-    sequences
-        .iter()
-        .flat_map(|q| q.iter())
-        .for_each(|&i| counts[i as usize] += 1.0);
-    let mut p = HmmParams::initial_guess(8, exp.num_items(), &counts, &mut Rng::new(2));
+    let mut p = HmmParams::initial_guess(8, exp.num_items(), &sequences, &mut Rng::new(2));
     let mut previous = log_likelihood(&p, &sequences);
     let mut previous_map = previous + log_prior(&p);
     let first = previous;
@@ -543,7 +538,7 @@ fn both_beat_popularity_on_ml100k() {
         let exp = Experiment::prepare(&data, &config(model, &sets)).unwrap();
         let ((ndcg, hr), (pop_ndcg, pop_hr)) = fit_and_compare(&exp, model);
         assert!(
-            ndcg > 1.2 * pop_ndcg && hr > pop_hr,
+            ndcg > 1.4 * pop_ndcg && hr > pop_hr,
             "{model}: NDCG@10 {ndcg} vs popularity {pop_ndcg}"
         );
     }
