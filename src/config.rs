@@ -103,6 +103,17 @@ pub struct ModelConfig {
     /// BERT4Rec: probability that a training sequence masks only its last item instead (the
     /// paper's extra samples matching next-item prediction; 0 = pure Cloze).
     pub bert_last_item_prob: f32,
+    /// MF (ALS): confidence c = 1 + α·count of an observed user-item pair (the paper's 40
+    /// suits its TV data; 1 with λ = 10 was best on ml-100k validation).
+    pub als_alpha: f32,
+    /// MF (ALS): L2 regularisation λ of the user and item factors (> 0).
+    pub als_lambda: f32,
+    /// MF (ALS): sweeps of alternating user and item updates.
+    pub als_iterations: usize,
+    /// HMM: number of hidden states (latent user contexts).
+    pub hmm_states: usize,
+    /// HMM: Baum-Welch (EM) iterations.
+    pub hmm_iterations: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -198,6 +209,11 @@ impl Default for ModelConfig {
             gru4rec_tied: true,
             bert_mask_prob: 0.2,
             bert_last_item_prob: 0.0,
+            als_alpha: 1.0,
+            als_lambda: 10.0,
+            als_iterations: 15,
+            hmm_states: 16,
+            hmm_iterations: 50,
         }
     }
 }

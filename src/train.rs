@@ -55,6 +55,8 @@ pub const MODELS: &[&str] = &[
     "stamp",
     "gru4rec",
     "bert4rec",
+    "mf",
+    "hmm",
 ];
 
 /// A data set prepared for training: sequences, the leave-one-out split, side information.
@@ -196,6 +198,8 @@ pub fn build_model(
             m,
             seed,
         )?),
+        "mf" => Box::new(crate::models::mf::Mf::new(items, users, m, seed)?),
+        "hmm" => Box::new(crate::models::hmm::Hmm::new(items, m, seed)?),
         other => {
             return Err(Error::Invalid(format!(
                 "unknown model {other:?}; known models: {}",
