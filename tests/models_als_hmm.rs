@@ -5,11 +5,11 @@
 //! log-likelihood; both beat popularity on generated data and, when `SEQREC_DATA` is set, on
 //! ml-100k; a fitted run reopens from its checkpoint with the same test metrics.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod common;
 
-use common::synthetic::synthetic;
+use common::synthetic::{synthetic, write_movielens_folder};
 use seqrec::autograd::{Tape, Var};
 use seqrec::config::Config;
 use seqrec::data::Dataset;
@@ -453,26 +453,6 @@ fn bad_options_are_errors() {
         let option = option.trim_start_matches("model_options.");
         assert!(err.contains(option), "{set}: {err}");
     }
-}
-
-/// Writes the synthetic interactions as a MovieLens-style `u.data` the loaders read.
-fn write_movielens_folder(data: &Dataset, dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let text: String = data
-        .interactions
-        .iter()
-        .map(|i| {
-            format!(
-                "{}\t{}\t{}\t{}\n",
-                data.users.name(i.user).trim_start_matches('u'),
-                data.items.name(i.item),
-                1 + i.behaviour,
-                i.timestamp.unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("u.data"), text).unwrap();
-    dir.to_path_buf()
 }
 
 #[test]

@@ -3,11 +3,11 @@
 //! models beating Pop on generated data and on ml-100k (when `SEQREC_DATA` has it), a
 //! checkpoint that reopens with the same scores, and bad options as errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod common;
 
-use common::synthetic::synthetic;
+use common::synthetic::{synthetic, write_movielens_folder};
 use seqrec::Tape;
 use seqrec::config::{Config, ModelConfig};
 use seqrec::data::Dataset;
@@ -297,26 +297,6 @@ fn knn_models_beat_pop_on_generated_data() {
     let (flat, _) = test_ndcg_hr(&data, "itemknn", &["model_options.knn_decay=1.0"]);
     println!("itemknn without decay: {flat:.4}");
     assert!(flat < item, "decay 1.0 {flat} vs 0.6 {item}");
-}
-
-/// Writes generated interactions as a MovieLens `u.data`, so that `open_run` can load them.
-fn write_movielens_folder(data: &Dataset, dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let text: String = data
-        .interactions
-        .iter()
-        .map(|i| {
-            format!(
-                "{}\t{}\t{}\t{}\n",
-                data.users.name(i.user).trim_start_matches('u'),
-                data.items.name(i.item),
-                1 + i.behaviour,
-                i.timestamp.unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("u.data"), text).unwrap();
-    dir.to_path_buf()
 }
 
 #[test]

@@ -2,13 +2,12 @@
 //! the data's pattern; an interrupted and resumed run equals an uninterrupted one bit for
 //! bit; a run's checkpoint opens again with the same scores; corrupt checkpoints are errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod common;
 
-use common::synthetic::synthetic;
+use common::synthetic::{synthetic, write_movielens_folder};
 use seqrec::config::Config;
-use seqrec::data::Dataset;
 use seqrec::train::{Experiment, TrainOptions, evaluate_cases, open_run, train};
 
 fn config(model: &str, extra: &[&str]) -> Config {
@@ -154,27 +153,6 @@ fn resumed_run_equals_uninterrupted_run() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&straight_dir).unwrap();
-}
-
-/// Writes the synthetic interactions as a MovieLens-style `u.data` (user, item, rating,
-/// time) in a folder the loaders read.
-fn write_movielens_folder(data: &Dataset, dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let text: String = data
-        .interactions
-        .iter()
-        .map(|i| {
-            format!(
-                "{}\t{}\t{}\t{}\n",
-                data.users.name(i.user).trim_start_matches('u'),
-                data.items.name(i.item),
-                1 + i.behaviour,
-                i.timestamp.unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("u.data"), text).unwrap();
-    dir.to_path_buf()
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A small generated data set on which every model can learn: users walk the items in order.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use seqrec::data::{Dataset, FeatureTable, Field, FieldKind, FieldValues, Interaction, Vocab};
 use seqrec::rng::Rng;
@@ -83,4 +83,25 @@ pub fn synthetic(users: u32, seed: u64) -> Dataset {
         values: FieldValues::Token(groups),
     });
     d
+}
+
+/// Writes interactions as a MovieLens `u.data` (user, item, rating, time) in `dir`, so that the
+/// loaders and `open_run` can read them back.
+pub fn write_movielens_folder(data: &Dataset, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: String = data
+        .interactions
+        .iter()
+        .map(|i| {
+            format!(
+                "{}\t{}\t{}\t{}\n",
+                data.users.name(i.user).trim_start_matches('u'),
+                data.items.name(i.item),
+                1 + i.behaviour,
+                i.timestamp.unwrap()
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("u.data"), text).unwrap();
+    dir.to_path_buf()
 }
