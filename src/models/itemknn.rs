@@ -157,17 +157,7 @@ impl Model for ItemKnn {
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
         let (b, n) = (input.items.shape()[0], input.items.shape()[1]);
-        if let Some(&bad) = input
-            .items
-            .values()
-            .iter()
-            .find(|&&i| i as usize > self.items)
-        {
-            return Err(Error::Invalid(format!(
-                "input item {bad} is beyond the catalogue of {} items",
-                self.items
-            )));
-        }
+        super::check_input_items(input, self.items)?;
         let tables = self.tables()?;
         let rows: Vec<Vec<f32>> = input
             .items

@@ -73,6 +73,16 @@ impl LossKind {
     }
 }
 
+/// An error when an input sequence holds an item id outside the catalogue 1..=`items`.
+pub fn check_input_items(input: &SequenceInput, items: usize) -> Result<()> {
+    match input.items.values().iter().find(|&&i| i as usize > items) {
+        Some(&bad) => Err(Error::Invalid(format!(
+            "input item {bad} is beyond the catalogue of {items} items"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What every model implements.
 pub trait Model: Send + Sync {
     /// The model's name as the CLI spells it.

@@ -213,17 +213,7 @@ impl Model for UserKnn {
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
         let (b, n) = (input.items.shape()[0], input.items.shape()[1]);
-        if let Some(&bad) = input
-            .items
-            .values()
-            .iter()
-            .find(|&&i| i as usize > self.items)
-        {
-            return Err(Error::Invalid(format!(
-                "input item {bad} is beyond the catalogue of {} items",
-                self.items
-            )));
-        }
+        super::check_input_items(input, self.items)?;
         for &user in input.users.values() {
             self.check_user(user)?;
         }
