@@ -331,6 +331,17 @@ pub fn evaluate_cases(
             .collect();
         score_rows(model, &rows, config.data.max_len)
     })
+    .map(|mut report| {
+        if noise > 0.0 {
+            // Label the report: its figures are not the clean protocol's.
+            report.protocol.description.push_str(&format!(
+                "; INPUT NOISE: ⌈{noise}·len⌉ uniform random items inserted at random positions \
+                 of each history (seed {}), targets and excluded items unchanged",
+                config.train.seed
+            ));
+        }
+        report
+    })
 }
 
 /// One line of the training log.

@@ -90,7 +90,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     sampled: Option<usize>,
     /// Insert ⌈NOISE·len⌉ random items into each test history (a robustness check), in [0, 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     noise: Option<f64>,
 }
 
