@@ -80,7 +80,7 @@ fn real_items_keep_their_order_and_noise_lands_anywhere() {
     assert!((35..110).contains(&first_slot_noise), "{first_slot_noise}");
     assert!((35..110).contains(&last_slot_noise), "{last_slot_noise}");
     // The noise items are spread over the catalogue.
-    let mut seen = vec![false; 101];
+    let mut seen = [false; 101];
     for case in 0..400 {
         for i in insert_noise(&history, &behaviours, 0.2, 100, 1, case).0 {
             if i <= 100 {
