@@ -147,6 +147,9 @@ pub struct EvalConfig {
     pub exclude_history: bool,
     /// Sampled evaluation with this many negatives instead of full ranking (labelled as such).
     pub sampled_negatives: Option<usize>,
+    /// Input noise: insert ⌈noise·len⌉ uniform random items at random positions of each
+    /// evaluated history (targets and excluded items unchanged), a robustness check; in [0, 1).
+    pub noise: f64,
 }
 
 impl Default for Config {
@@ -242,6 +245,7 @@ impl Default for EvalConfig {
             ks: vec![5, 10, 15, 20],
             exclude_history: true,
             sampled_negatives: None,
+            noise: 0.0,
         }
     }
 }
@@ -304,6 +308,12 @@ impl Config {
         }
         if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
             return bad("eval.ks must be a non-empty list of positive cut-offs".into());
+        }
+        if !(0.0..1.0).contains(&self.eval.noise) {
+            return bad(format!(
+                "eval.noise must be in [0, 1), got {}",
+                self.eval.noise
+            ));
         }
         Ok(())
     }

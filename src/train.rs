@@ -30,6 +30,7 @@ use crate::data::batch::{Batch, BatchConfig, Batcher, Examples, Sampling};
 use crate::data::preprocess::{Implicit, PreprocessConfig, Sequences, sequences};
 use crate::data::split::{EvalCase, Split, leave_one_out};
 use crate::error::{Error, Result};
+use crate::eval::noise::insert_noise;
 use crate::eval::{EvalConfig, EvalReport, EvalUser, Protocol, evaluate};
 use crate::models::side_info::SideInfo;
 use crate::models::{
@@ -288,18 +289,58 @@ pub fn evaluate_cases(
             targets: c.targets.clone(),
         })
         .collect();
+    let noise = config.eval.noise;
+    if !(0.0..1.0).contains(&noise) {
+        return Err(Error::Invalid(format!(
+            "eval.noise must be in [0, 1), got {noise}"
+        )));
+    }
     evaluate(items, &users, &eval_config, |positions: &[usize]| {
+        // With noise, each case's input gets its own reproducible random insertions.
+        let noisy: Vec<(Vec<u32>, Vec<u32>)> = if noise > 0.0 {
+            positions
+                .iter()
+                .map(|&p| {
+                    let c = &cases[p];
+                    insert_noise(
+                        &c.history,
+                        &c.history_behaviours,
+                        noise,
+                        items,
+                        config.train.seed,
+                        p,
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let rows: Vec<(u32, &[u32], &[u32])> = positions
             .iter()
-            .map(|&p| {
-                (
+            .enumerate()
+            .map(|(i, &p)| match noisy.get(i) {
+                Some((history, behaviours)) => {
+                    (cases[p].user, history.as_slice(), behaviours.as_slice())
+                }
+                None => (
                     cases[p].user,
                     cases[p].history.as_slice(),
                     cases[p].history_behaviours.as_slice(),
-                )
+                ),
             })
             .collect();
         score_rows(model, &rows, config.data.max_len)
+    })
+    .map(|mut report| {
+        if noise > 0.0 {
+            // Label the report: its figures are not the clean protocol's.
+            report.protocol.description.push_str(&format!(
+                "; INPUT NOISE: ⌈{noise}·len⌉ uniform random items inserted at random positions \
+                 of each history (seed {}), targets and excluded items unchanged",
+                config.train.seed
+            ));
+        }
+        report
     })
 }
 

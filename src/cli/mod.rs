@@ -89,6 +89,9 @@ pub struct EvaluateArgs {
     /// Sampled evaluation against this many random negatives (labelled as such).
     #[arg(long)]
     sampled: Option<usize>,
+    /// Insert ⌈NOISE·len⌉ random items into each test history (a robustness check), in [0, 1).
+    #[arg(long, allow_negative_numbers = true)]
+    noise: Option<f64>,
 }
 
 #[derive(Args)]

@@ -123,6 +123,10 @@ pub fn evaluate(args: EvaluateArgs, json: bool) -> Result<()> {
     if args.sampled.is_some() {
         exp.config.eval.sampled_negatives = args.sampled;
     }
+    if let Some(noise) = args.noise {
+        exp.config.eval.noise = noise;
+        exp.config.validate()?;
+    }
     let report = evaluate_cases(
         model.as_ref(),
         &exp.split.test,

@@ -18,6 +18,7 @@
 //! summed in user order, so the result does not depend on the number of threads.
 
 pub mod metrics;
+pub mod noise;
 pub mod topk;
 
 use std::borrow::Cow;
