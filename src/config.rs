@@ -36,6 +36,9 @@ pub struct DataConfig {
     /// validation; see `data::split::last_day_sessions`), or `"auto"`: last-day for session
     /// data sets (YOOCHOOSE, DIGINETICA), leave-one-out otherwise.
     pub split: String,
+    /// Last-day split: the length in days of the test period (and of the validation period
+    /// before it); SR-GNN takes 7 days for DIGINETICA.
+    pub split_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -176,6 +179,7 @@ impl Default for DataConfig {
             k_core: None,
             numeric_buckets: 8,
             split: "auto".to_string(),
+            split_days: 1,
         }
     }
 }
@@ -288,6 +292,9 @@ impl Config {
                 "data.split must be \"auto\", \"leave-one-out\" or \"last-day\", got {:?}",
                 self.data.split
             ));
+        }
+        if self.data.split_days == 0 {
+            return bad("data.split_days must be at least 1".into());
         }
         if self.model_options.dim == 0
             || self.model_options.heads == 0

@@ -113,7 +113,7 @@ impl Experiment {
             )));
         }
         let split = if by_last_day {
-            last_day_sessions(&sequences, DAY_SECONDS)?
+            last_day_sessions(&sequences, i64::from(config.data.split_days) * DAY_SECONDS)?
         } else {
             leave_one_out(&sequences)
         };

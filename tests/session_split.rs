@@ -179,4 +179,26 @@ fn a_bad_split_value_is_an_error() {
     config.data.split = "leave-two-out".into();
     let err = Experiment::prepare(&sessions(), &config).err().unwrap();
     assert!(err.to_string().contains("data.split"), "{err}");
+    let err = Config::from_toml_with_overrides("model = \"pop\"\n", &["data.split_days=0".into()])
+        .unwrap_err();
+    assert!(err.to_string().contains("data.split_days"), "{err}");
+}
+
+#[test]
+fn split_days_widens_the_evaluation_periods() {
+    let mut config = config(None);
+    config.data.split_days = 2;
+    let exp = Experiment::prepare(&sessions(), &config).unwrap();
+    let valid = names(&exp, exp.split.valid.iter().map(|c| c.user));
+    let test = names(&exp, exp.split.test.iter().map(|c| c.user));
+    // Two generated days (37 h apart, 12 h of sessions each) fit in 48 hours.
+    assert!(
+        test.iter().any(|n| day_of(n) == DAYS - 2) && test.iter().all(|n| day_of(n) >= DAYS - 2)
+    );
+    assert!(
+        valid.iter().any(|n| day_of(n) == DAYS - 4)
+            && valid
+                .iter()
+                .all(|n| day_of(n) >= DAYS - 4 && day_of(n) < DAYS - 2)
+    );
 }
