@@ -67,7 +67,7 @@ fn day_of(name: &str) -> i64 {
     name[1..name.find('s').unwrap()].parse().unwrap()
 }
 
-fn names<'a>(exp: &'a Experiment, users: impl Iterator<Item = u32>) -> HashSet<&'a str> {
+fn names(exp: &Experiment, users: impl Iterator<Item = u32>) -> HashSet<&str> {
     users.map(|u| exp.user_names[u as usize].as_str()).collect()
 }
 
