@@ -30,6 +30,15 @@ pub struct DataConfig {
     pub k_core: Option<(usize, usize)>,
     /// Buckets for numeric side information (age, year).
     pub numeric_buckets: usize,
+    /// How to split into training, validation and test: `"leave-one-out"` (per user, the last
+    /// item is test, the second-to-last validation), `"last-day"` (session data: the sessions
+    /// of the last day, or of the publisher's test file, are test; the last day of the rest is
+    /// validation; see `data::split::last_day_sessions`), or `"auto"`: last-day for session
+    /// data sets (YOOCHOOSE, DIGINETICA), leave-one-out otherwise.
+    pub split: String,
+    /// Last-day split: the length in days of the test period (and of the validation period
+    /// before it); SR-GNN takes 7 days for DIGINETICA.
+    pub split_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -172,6 +181,8 @@ impl Default for DataConfig {
             dedup: false,
             k_core: None,
             numeric_buckets: 8,
+            split: "auto".to_string(),
+            split_days: 1,
         }
     }
 }
@@ -279,6 +290,15 @@ impl Config {
         let bad = |what: String| Err(Error::Invalid(format!("config: {what}")));
         if self.data.max_len == 0 {
             return bad("data.max_len must be at least 1".into());
+        }
+        if !["auto", "leave-one-out", "last-day"].contains(&self.data.split.as_str()) {
+            return bad(format!(
+                "data.split must be \"auto\", \"leave-one-out\" or \"last-day\", got {:?}",
+                self.data.split
+            ));
+        }
+        if self.data.split_days == 0 {
+            return bad("data.split_days must be at least 1".into());
         }
         if self.model_options.dim == 0
             || self.model_options.heads == 0

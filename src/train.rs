@@ -1,10 +1,11 @@
 //! Training and evaluation of a model on a data set, with checkpoints.
 //!
-//! `Experiment::prepare` turns a loaded `Dataset` into sequences, a leave-one-out split and
-//! side information; `train` runs epochs of Adam steps, evaluates validation NDCG@10, keeps
-//! the best weights, stops early, and writes a checkpoint after every epoch (and when Ctrl-C
-//! arrives, after finishing the current step). Everything random is derived from the seed,
-//! the epoch and the step, so `--resume` continues exactly where an uninterrupted run would be.
+//! `Experiment::prepare` turns a loaded `Dataset` into sequences, a split (`data.split`:
+//! leave-one-out, or by the last day for session data) and side information; `train` runs
+//! epochs of Adam steps, evaluates validation NDCG@10, keeps the best weights, stops early,
+//! and writes a checkpoint after every epoch (and when Ctrl-C arrives, after finishing the
+//! current step). Everything random is derived from the seed, the epoch and the step, so
+//! `--resume` continues exactly where an uninterrupted run would be.
 //!
 //! A run folder holds:
 //!   config.json             the resolved configuration
@@ -28,7 +29,7 @@ use crate::config::Config;
 use crate::data::Dataset;
 use crate::data::batch::{Batch, BatchConfig, Batcher, Examples, Sampling};
 use crate::data::preprocess::{Implicit, PreprocessConfig, Sequences, sequences};
-use crate::data::split::{EvalCase, Split, leave_one_out};
+use crate::data::split::{DAY_SECONDS, EvalCase, Split, last_day_sessions, leave_one_out};
 use crate::error::{Error, Result};
 use crate::eval::noise::insert_noise;
 use crate::eval::{EvalConfig, EvalReport, EvalUser, Protocol, evaluate};
@@ -60,7 +61,7 @@ pub const MODELS: &[&str] = &[
     "hmm",
 ];
 
-/// A data set prepared for training: sequences, the leave-one-out split, side information.
+/// A data set prepared for training: sequences, the split (`data.split`), side information.
 pub struct Experiment {
     pub config: Config,
     pub dataset_name: String,
@@ -86,6 +87,16 @@ pub struct DataInfo {
 impl Experiment {
     pub fn prepare(dataset: &Dataset, config: &Config) -> Result<Experiment> {
         config.validate()?;
+        // `data.split`: "auto" splits session data (anonymous sessions) by the last day, as
+        // the session papers do, and user data leave-one-out.
+        let by_last_day = match config.data.split.as_str() {
+            "last-day" => true,
+            "leave-one-out" => false,
+            _ => dataset.sessions,
+        };
+        // Session papers keep every session of 2 or more events (one prefix → next item);
+        // leave-one-out needs 3 (training, validation and test items).
+        let min_sequence_len = if by_last_day { 2 } else { 3 };
         let preprocess = PreprocessConfig {
             implicit: match config.data.min_rating {
                 Some(r) => Implicit::RatingAtLeast(r),
@@ -93,16 +104,20 @@ impl Experiment {
             },
             dedup: config.data.dedup,
             k_core: config.data.k_core,
-            min_sequence_len: 3,
+            min_sequence_len,
         };
         let sequences = sequences(dataset, &preprocess)?;
         if sequences.num_users() == 0 || sequences.num_items() == 0 {
             return Err(Error::Invalid(format!(
-                "{}: no user has 3 or more interactions after preprocessing",
+                "{}: no user has {min_sequence_len} or more interactions after preprocessing",
                 dataset.source.display()
             )));
         }
-        let split = leave_one_out(&sequences);
+        let split = if by_last_day {
+            last_day_sessions(&sequences, i64::from(config.data.split_days) * DAY_SECONDS)?
+        } else {
+            leave_one_out(&sequences)
+        };
         let item_ids: Vec<u32> = (0..=sequences.num_items() as u32)
             .map(|i| {
                 if i == 0 {
