@@ -302,7 +302,10 @@ impl Config {
         }
         if self.model_options.dim == 0
             || self.model_options.heads == 0
-            || self.model_options.dim % self.model_options.heads != 0
+            || !self
+                .model_options
+                .dim
+                .is_multiple_of(self.model_options.heads)
         {
             return bad(format!(
                 "model_options.dim ({}) must be a positive multiple of heads ({})",

@@ -113,7 +113,7 @@ fn broadcasting_arithmetic() {
             let mut b = input(sb, &mut rng);
             if op == 3 {
                 // Keep divisors away from zero.
-                b.1.iter_mut().for_each(|x| *x = 1.5 + *x);
+                b.1.iter_mut().for_each(|x| *x += 1.5);
                 a.1.iter_mut().for_each(|x| *x *= 2.0);
             }
             let (sa2, sb2, out2) = (sa.to_vec(), sb.to_vec(), out.clone());

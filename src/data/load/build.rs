@@ -17,6 +17,12 @@ pub struct DatasetBuilder {
     pub interactions: Vec<Interaction>,
 }
 
+impl Default for DatasetBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DatasetBuilder {
     pub fn new() -> Self {
         DatasetBuilder {

@@ -1,5 +1,5 @@
-//! RecBole atomic files: `NAME.inter` (+ optional `NAME.user`, `NAME.item`), TAB-separated
-//! with a typed header such as `user_id:token	item_id:token	rating:float	timestamp:float`.
+//! RecBole atomic files: `NAME.inter` (+ optional `NAME.user`, `NAME.item`), TAB-separated (⇥)
+//! with a typed header such as `user_id:token ⇥ item_id:token ⇥ rating:float ⇥ timestamp:float`.
 //!
 //! - `.inter` must have `user_id` and `item_id` columns; `rating` and `timestamp` (floats)
 //!   are used when present (behaviour "rating=R"), other columns are checked and ignored.

@@ -1,7 +1,7 @@
 //! Session data sets: "users" are anonymous sessions (`Dataset::sessions = true`).
 //!
-//! - YOOCHOOSE (session-rec's sample): TAB-separated with the header
-//!   `SessionId	ItemId	Time`, Time in fractional unix seconds (stored truncated to whole
+//! - YOOCHOOSE (session-rec's sample): TAB-separated (⇥) with the header
+//!   `SessionId ⇥ ItemId ⇥ Time`, Time in fractional unix seconds (stored truncated to whole
 //!   seconds; the file order, already time-sorted inside each session, is kept). A folder
 //!   holds `X_train_full.txt` and `X_test.txt`: train is loaded first, then test, and
 //!   `published_test_start` marks the first test click.
