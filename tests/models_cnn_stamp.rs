@@ -382,48 +382,6 @@ fn bad_options_are_errors() {
     );
 }
 
-/// Scores every item by its number of training interactions.
-struct Popularity {
-    store: ParamStore,
-    counts: Vec<f32>,
-}
-
-impl Popularity {
-    fn new(exp: &Experiment) -> Popularity {
-        let mut counts = vec![0.0; exp.num_items() + 1];
-        for sequence in &exp.split.train {
-            for &i in &sequence.items {
-                counts[i as usize] += 1.0;
-            }
-        }
-        counts[0] = f32::MIN;
-        Popularity {
-            store: ParamStore::new(),
-            counts,
-        }
-    }
-}
-
-impl Model for Popularity {
-    fn name(&self) -> &'static str {
-        "popularity"
-    }
-    fn params(&self) -> &ParamStore {
-        &self.store
-    }
-    fn params_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-    fn loss(&self, _: &mut Tape, _: &TrainingBatch, _: LossKind) -> Result<Var> {
-        unreachable!("popularity is not trained")
-    }
-    fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
-        let b = input.items.shape()[0];
-        let values = (0..b).flat_map(|_| self.counts.clone()).collect();
-        Ok(tape.constant(Tensor::from_vec(&[b, self.counts.len()], values)?))
-    }
-}
-
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("seqrec-cnn-stamp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -437,7 +395,7 @@ fn train_against_popularity(data: &Dataset, model: &str, sets: &[&str]) -> ([f64
     let config =
         Config::from_toml_with_overrides(&format!("model = \"{model}\"\n"), &sets).unwrap();
     let exp = Experiment::prepare(data, &config).unwrap();
-    let popularity = Popularity::new(&exp);
+    let popularity = common::fitted_pop(&exp);
     let measure = |m: &dyn Model| {
         let valid = evaluate_cases(m, &exp.split.valid, exp.num_items(), &config).unwrap();
         let test = evaluate_cases(m, &exp.split.test, exp.num_items(), &config).unwrap();
@@ -451,7 +409,7 @@ fn train_against_popularity(data: &Dataset, model: &str, sets: &[&str]) -> ([f64
     ));
     train(&exp, m.as_mut(), &dir, &TrainOptions::default()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    let (ours, pop) = (measure(m.as_ref()), measure(&popularity));
+    let (ours, pop) = (measure(m.as_ref()), measure(popularity.as_ref()));
     println!(
         "{} {model} {sets:?}: valid NDCG@10 {:.4}, test NDCG@10 {:.4}, HR@10 {:.4}; popularity \
          {:.4} / {:.4} / {:.4}",
@@ -529,94 +487,25 @@ fn both_models_beat_popularity_on_ml100k() {
 /// agree, with no kernel falling back to the host (skipped without a GPU).
 #[test]
 fn gpu_training_follows_the_cpu() {
-    use seqrec::Device;
-    use seqrec::data::batch::{BatchConfig, Batcher, Examples, Sampling};
-    use seqrec::optim::Adam;
-    use seqrec::train::score_rows;
-
     let Some(_) = common::gpu_or_skip("nextitnet and stamp on the GPU") else {
         return;
     };
-    let run = |model: &str, loss: &str, device: Device| -> (Vec<f32>, Vec<f32>) {
-        let sets: Vec<String> = [
-            "data.max_len=10",
-            "model_options.dim=16",
-            "train.batch_size=16",
-            "train.negatives=2",
-            "model_options.nextitnet_dilations=[1, 2]",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("train.loss=\"{loss}\"")])
-        .collect();
-        let config =
-            Config::from_toml_with_overrides(&format!("model = \"{model}\"\n"), &sets).unwrap();
-        let exp = Experiment::prepare(&synthetic(80, 7), &config).unwrap();
-        let mut m = exp.build_model().unwrap();
-        m.params_mut().to_device(device);
-        let kind = LossKind::parse(loss).unwrap();
-        let batcher = Batcher::new(
-            &exp.split.train,
-            exp.num_items(),
-            BatchConfig {
-                max_len: 10,
-                batch_size: 16,
-                examples: Examples::EveryPosition,
-                negatives: 2,
-                sampling: Sampling::Uniform,
-                exclude_user_items: true,
-                seed: 3,
-            },
-        )
-        .unwrap();
-        let mut adam = Adam::new(0.01);
-        let mut losses = Vec::new();
-        for batch in batcher.epoch(0).unwrap().into_iter().take(4) {
-            let batch = TrainingBatch::from(batch);
-            let mut tape = Tape::new().on(device);
-            let loss = m.loss(&mut tape, &batch, kind).unwrap();
-            losses.push(tape.value(loss).item());
-            let grads = tape.backward(loss).unwrap();
-            drop(tape);
-            let store = m.params_mut();
-            store.zero_grad();
-            grads.accumulate_into(store);
-            adam.step(store);
-        }
-        let rows: Vec<(u32, &[u32], &[u32])> = exp.split.test[..5]
-            .iter()
-            .map(|c| {
-                (
-                    c.user,
-                    c.history.as_slice(),
-                    c.history_behaviours.as_slice(),
-                )
-            })
-            .collect();
-        (losses, score_rows(m.as_ref(), &rows, 10).unwrap())
-    };
     for model in ["nextitnet", "stamp"] {
         for loss in ["ce", "bce"] {
-            let (cpu_losses, cpu_scores) = run(model, loss, Device::Cpu);
-            let fallbacks = seqrec::backend::gpu::fallback_count();
-            let (gpu_losses, gpu_scores) = run(model, loss, Device::Gpu);
-            assert_eq!(
-                seqrec::backend::gpu::fallback_count(),
-                fallbacks,
-                "{model} {loss}: a kernel fell back to the host"
-            );
-            common::assert_close(
-                &format!("{model} {loss} losses"),
-                &gpu_losses,
-                &cpu_losses,
-                1e-3,
-            );
-            common::assert_close(
-                &format!("{model} {loss} scores"),
-                &gpu_scores,
-                &cpu_scores,
-                2e-2,
-            );
+            let sets: Vec<String> = [
+                "data.max_len=10",
+                "model_options.dim=16",
+                "train.batch_size=16",
+                "train.negatives=2",
+                "model_options.nextitnet_dilations=[1, 2]",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("train.loss=\"{loss}\"")])
+            .collect();
+            let config =
+                Config::from_toml_with_overrides(&format!("model = \"{model}\"\n"), &sets).unwrap();
+            common::assert_gpu_follows_cpu(&config, &format!("{model} {loss}"));
         }
     }
 }

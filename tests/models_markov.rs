@@ -14,7 +14,7 @@ use seqrec::models::fpmc::Fpmc;
 use seqrec::models::{LossKind, Model, SequenceInput, TrainingBatch};
 use seqrec::optim::ParamStore;
 use seqrec::train::{Experiment, TrainOptions, evaluate_cases, train};
-use seqrec::{Ids, Result, Tape, Tensor, Var};
+use seqrec::{Ids, Tape, Tensor, Var};
 
 fn set(model: &mut dyn Model, name: &str, shape: &[usize], values: &[f32]) {
     let store = model.params_mut();
@@ -353,47 +353,6 @@ fn bad_fossil_options_are_errors() {
     }
 }
 
-/// Items ranked by their training count, the same for every user.
-struct Popularity {
-    store: ParamStore,
-    counts: Vec<f32>,
-}
-
-impl Popularity {
-    fn new(exp: &Experiment) -> Popularity {
-        let mut counts = vec![0.0; exp.num_items() + 1];
-        for seq in &exp.split.train {
-            for &i in &seq.items {
-                counts[i as usize] += 1.0;
-            }
-        }
-        Popularity {
-            store: ParamStore::new(),
-            counts,
-        }
-    }
-}
-
-impl Model for Popularity {
-    fn name(&self) -> &'static str {
-        "popularity"
-    }
-    fn params(&self) -> &ParamStore {
-        &self.store
-    }
-    fn params_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-    fn loss(&self, _: &mut Tape, _: &TrainingBatch, _: LossKind) -> Result<Var> {
-        unreachable!("popularity is not trained")
-    }
-    fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
-        let b = input.users.shape()[0];
-        let rows = self.counts.repeat(b);
-        Ok(tape.constant(Tensor::from_vec(&[b, self.counts.len()], rows)?))
-    }
-}
-
 fn config(model: &str, extra: &[&str]) -> Config {
     let mut sets: Vec<String> = [
         "data.max_len=10",
@@ -413,8 +372,14 @@ fn config(model: &str, extra: &[&str]) -> Config {
 /// Trains `model` and returns (test NDCG@10, HR@10) of the model and of popularity.
 fn train_and_compare(data: &Dataset, config: &Config, label: &str) -> ((f64, f64), (f64, f64)) {
     let exp = Experiment::prepare(data, config).unwrap();
-    let popularity = Popularity::new(&exp);
-    let pop = evaluate_cases(&popularity, &exp.split.test, exp.num_items(), config).unwrap();
+    let popularity = common::fitted_pop(&exp);
+    let pop = evaluate_cases(
+        popularity.as_ref(),
+        &exp.split.test,
+        exp.num_items(),
+        config,
+    )
+    .unwrap();
     let pop = pop.at(10).unwrap();
     let mut m = exp.build_model().unwrap();
     let dir =
@@ -522,59 +487,6 @@ fn both_beat_popularity_on_ml100k() {
     }
 }
 
-/// The first Adam steps' losses and then a few users' scores, on `device`.
-fn gpu_run(model_name: &str, loss: &str, device: seqrec::Device) -> Result<(Vec<f32>, Vec<f32>)> {
-    use seqrec::data::batch::{BatchConfig, Batcher, Examples, Sampling};
-    let data = synthetic(80, 7);
-    let config = config(model_name, &[&format!("train.loss={loss}")]);
-    let exp = Experiment::prepare(&data, &config)?;
-    let mut model = exp.build_model()?;
-    model.params_mut().to_device(device);
-    let kind = LossKind::parse(&config.train.loss)?;
-    let batcher = Batcher::new(
-        &exp.split.train,
-        exp.num_items(),
-        BatchConfig {
-            max_len: config.data.max_len,
-            batch_size: config.train.batch_size,
-            examples: Examples::EveryPosition,
-            negatives: config.train.negatives,
-            sampling: Sampling::Uniform,
-            exclude_user_items: true,
-            seed: 3,
-        },
-    )?;
-    let mut adam = seqrec::optim::Adam::new(0.01);
-    let mut losses = Vec::new();
-    for batch in batcher.epoch(0)?.into_iter().take(4) {
-        let batch = TrainingBatch::from(batch);
-        let mut tape = Tape::new().on(device);
-        let loss = model.loss(&mut tape, &batch, kind)?;
-        losses.push(tape.value(loss).item());
-        let grads = tape.backward(loss)?;
-        drop(tape);
-        let store = model.params_mut();
-        store.zero_grad();
-        grads.accumulate_into(store);
-        adam.step(store);
-    }
-    let rows: Vec<(u32, &[u32], &[u32])> = exp
-        .split
-        .test
-        .iter()
-        .take(5)
-        .map(|c| {
-            (
-                c.user,
-                c.history.as_slice(),
-                c.history_behaviours.as_slice(),
-            )
-        })
-        .collect();
-    let scores = seqrec::train::score_rows(model.as_ref(), &rows, config.data.max_len)?;
-    Ok((losses, scores))
-}
-
 #[test]
 fn trains_on_the_gpu_like_on_the_cpu() {
     if common::gpu_or_skip("fpmc and fossil on the GPU").is_none() {
@@ -582,26 +494,8 @@ fn trains_on_the_gpu_like_on_the_cpu() {
     }
     for model in ["fpmc", "fossil"] {
         for loss in ["bce", "ce"] {
-            let (cpu_losses, cpu_scores) = gpu_run(model, loss, seqrec::Device::Cpu).unwrap();
-            let fallbacks = seqrec::backend::gpu::fallback_count();
-            let (gpu_losses, gpu_scores) = gpu_run(model, loss, seqrec::Device::Gpu).unwrap();
-            assert_eq!(
-                seqrec::backend::gpu::fallback_count(),
-                fallbacks,
-                "{model}/{loss}: a kernel fell back to the host"
-            );
-            common::assert_close(
-                &format!("{model}/{loss} losses"),
-                &gpu_losses,
-                &cpu_losses,
-                1e-3,
-            );
-            common::assert_close(
-                &format!("{model}/{loss} scores"),
-                &gpu_scores,
-                &cpu_scores,
-                2e-2,
-            );
+            let config = config(model, &[&format!("train.loss={loss}")]);
+            common::assert_gpu_follows_cpu(&config, &format!("{model}/{loss}"));
         }
     }
 }

@@ -175,3 +175,85 @@ pub fn gpu_or_skip(test: &str) -> Option<&'static seqrec::backend::gpu::GpuBacke
         }
     }
 }
+
+/// The project's `pop` model fitted on `exp`'s training sequences: the popularity ranking
+/// the model tests measure themselves against.
+pub fn fitted_pop(exp: &seqrec::train::Experiment) -> Box<dyn seqrec::models::Model> {
+    use seqrec::models::Model;
+    let mut pop = seqrec::models::pop::Pop::new(exp.num_items()).unwrap();
+    pop.fit(&exp.split.train, exp.num_items()).unwrap();
+    Box::new(pop)
+}
+
+/// What the GPU-follows-CPU tests compare: the losses of the first 4 Adam steps (lr 0.01) of
+/// `config`'s model on generated data (80 users, seed 7) on `device`, then the full-ranking
+/// scores of five test users.
+pub fn first_steps_and_scores(
+    config: &seqrec::config::Config,
+    device: seqrec::Device,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    use seqrec::data::batch::{BatchConfig, Batcher, Examples, Sampling};
+    use seqrec::models::{LossKind, TrainingBatch};
+    let exp = seqrec::train::Experiment::prepare(&synthetic::synthetic(80, 7), config)?;
+    let mut model = exp.build_model()?;
+    model.params_mut().to_device(device);
+    let kind = LossKind::parse(&config.train.loss)?;
+    let batcher = Batcher::new(
+        &exp.split.train,
+        exp.num_items(),
+        BatchConfig {
+            max_len: config.data.max_len,
+            batch_size: config.train.batch_size,
+            examples: Examples::EveryPosition,
+            negatives: config.train.negatives,
+            sampling: Sampling::Uniform,
+            exclude_user_items: true,
+            seed: 3,
+        },
+    )?;
+    let mut adam = seqrec::optim::Adam::new(0.01);
+    let mut losses = Vec::new();
+    for (step, batch) in batcher.epoch(0)?.into_iter().take(4).enumerate() {
+        let batch = TrainingBatch::from(batch);
+        let mut tape = Tape::new().on(device);
+        tape.set_seed(step as u32 + 11);
+        let loss = model.loss(&mut tape, &batch, kind)?;
+        let loss_value = tape.value(loss).clone();
+        let grads = tape.backward(loss)?;
+        drop(tape);
+        let store = model.params_mut();
+        store.zero_grad();
+        grads.accumulate_into(store);
+        adam.step(store);
+        losses.push(loss_value.item());
+    }
+    let rows: Vec<(u32, &[u32], &[u32])> = exp.split.test[..5]
+        .iter()
+        .map(|c| {
+            (
+                c.user,
+                c.history.as_slice(),
+                c.history_behaviours.as_slice(),
+            )
+        })
+        .collect();
+    let scores = seqrec::train::score_rows(model.as_ref(), &rows, config.data.max_len)?;
+    Ok((losses, scores))
+}
+
+/// Runs `first_steps_and_scores` on the CPU and on the GPU: the GPU's losses follow the CPU's
+/// to 1e-3, its scores agree to 2e-2, and no kernel fell back to the host.
+pub fn assert_gpu_follows_cpu(config: &seqrec::config::Config, label: &str) {
+    let (cpu_losses, cpu_scores) = first_steps_and_scores(config, seqrec::Device::Cpu).unwrap();
+    let fallbacks = seqrec::backend::gpu::fallback_count();
+    let (gpu_losses, gpu_scores) = first_steps_and_scores(config, seqrec::Device::Gpu).unwrap();
+    assert_eq!(
+        seqrec::backend::gpu::fallback_count(),
+        fallbacks,
+        "{label}: a kernel fell back to the host"
+    );
+    assert_eq!(gpu_losses.len(), 4, "{label}: fewer than 4 batches");
+    assert_close(&format!("{label} losses"), &gpu_losses, &cpu_losses, 1e-3);
+    // Adam's sign-like steps on near-zero gradients allow small differences in the scores.
+    assert_close(&format!("{label} scores"), &gpu_scores, &cpu_scores, 2e-2);
+}
