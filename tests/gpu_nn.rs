@@ -583,3 +583,33 @@ fn bench_nn_kernels() {
         std::fs::write(path, json).expect("write the benchmark JSON");
     }
 }
+
+#[test]
+fn linear_cross_entropy_matches_the_cpu() {
+    let Some(gpu_be) = gpu_or_skip("linear_cross_entropy_matches_the_cpu") else {
+        return;
+    };
+    let _serial = serial();
+    let cpu = backend::for_device(Device::Cpu);
+    let before = seqrec::backend::gpu::fallback_count();
+    let mut rng = Rng::new(15);
+    for (n, v, d) in [(1, 2, 1), (7, 33, 5), (300, 257, 16)] {
+        let rows = random(&[n, d], 1.0, &mut rng);
+        let items = random(&[v, d], 1.0, &mut rng);
+        let targets: Vec<u32> = (0..n).map(|_| rng.below(v as u64) as u32).collect();
+        let weights: Vec<f32> = (0..n).map(|r| (r % 4 != 2) as u8 as f32).collect();
+        let what = |part: &str| format!("linear_cross_entropy {part} [{n}, {d}] · [{v}, {d}]ᵀ");
+        let (loss, grads) = cpu.linear_cross_entropy(&rows, &items, &targets, &weights, true);
+        let (lossg, gradsg) =
+            gpu_be.linear_cross_entropy(&gpu(&rows), &gpu(&items), &targets, &weights, true);
+        let ((drows, ditems), (drowsg, ditemsg)) = (grads.unwrap(), gradsg.unwrap());
+        assert_eq!(drowsg.device(), Device::Gpu);
+        assert_close(&what("loss"), &lossg.to_vec(), &loss.to_vec(), 1e-5);
+        assert_close(&what("∂rows"), &drowsg.to_vec(), &drows.to_vec(), 1e-4);
+        assert_close(&what("∂items"), &ditemsg.to_vec(), &ditems.to_vec(), 1e-4);
+        let (_, none) =
+            gpu_be.linear_cross_entropy(&gpu(&rows), &gpu(&items), &targets, &weights, false);
+        assert!(none.is_none(), "{}", what("without gradients"));
+    }
+    assert_no_fallback("linear_cross_entropy", before);
+}

@@ -213,6 +213,18 @@ pub trait NnKernels {
     /// w_r/Σw·(softmax_r − onehot(t_r)), computed in the same pass over each row. The loss
     /// is a rank-0 tensor on the logits' device (read back only when the caller wants it).
     fn cross_entropy(&self, logits: &Tensor, targets: &[u32], weights: &[f32]) -> (Tensor, Tensor);
+    /// `cross_entropy(rows · itemsᵀ, targets, weights)` for rows `[N, d]` and items `[V, d]`
+    /// (the output layer of a next-item model and its loss), and, when `with_grads`, the
+    /// gradients for dloss = 1: (∂L/∂rows `[N, d]`, ∂L/∂items `[V, d]`). A backend may fuse it
+    /// so that the `[N, V]` logits never exist.
+    fn linear_cross_entropy(
+        &self,
+        rows: &Tensor,
+        items: &Tensor,
+        targets: &[u32],
+        weights: &[f32],
+        with_grads: bool,
+    ) -> (Tensor, Option<(Tensor, Tensor)>);
     /// Σ w·(max(x,0) − x·y + ln(1 + e^{−|x|})) / Σ w, as a rank-0 tensor.
     fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> Tensor;
     /// dx = dloss·w/Σw·(σ(x) − y); `dloss` is the loss's (single-element) gradient.

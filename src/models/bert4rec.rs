@@ -400,10 +400,12 @@ impl Model for Bert4Rec {
         let biases = self.bias_table(tape)?;
         match kind {
             LossKind::FullSoftmax => {
-                let logits = tape.matmul_t(rows, items, false, true)?;
-                let bias = tape.reshape(biases, &[self.items + 1])?;
-                let logits = tape.add(logits, bias)?;
-                tape.cross_entropy(logits, &targets, None)
+                // rows·Eᵀ + b = [rows, 1]·[E, b]ᵀ: the bias rides in one more column, so the
+                // fused output layer never builds the [count, items] logits.
+                let ones = tape.constant(Tensor::full(&[count, 1], 1.0));
+                let rows = tape.concat(&[rows, ones], 1)?;
+                let items = tape.concat(&[items, biases], 1)?;
+                tape.linear_cross_entropy(rows, items, &targets, None)
             }
             LossKind::SampledBce => {
                 let k = batch.negatives.shape().get(2).copied().unwrap_or(0);

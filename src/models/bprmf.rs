@@ -116,10 +116,9 @@ impl Model for BprMf {
             LossKind::FullSoftmax => {
                 let rows = repeat_users(&batch.input.users, n)?;
                 let w_u = tape.embedding(users, &rows)?; // [b·n, d]
-                let logits = tape.matmul_t(w_u, items, false, true)?;
                 let targets = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
                 let weights = batch.weights.reshaped(&[b * n])?;
-                tape.cross_entropy(logits, &targets, Some(&weights))
+                tape.linear_cross_entropy(w_u, items, &targets, Some(&weights))
             }
         }
     }

@@ -140,10 +140,9 @@ pub fn next_item_loss(
             let count = real.len();
             let rows = tape.reshape(hidden, &[b * n, d])?;
             let rows = tape.index_select(rows, 0, &Ids::from_vec(&[count], real)?)?;
-            let logits = tape.matmul_t(rows, items, false, true)?;
             let targets = Ids::from_vec(&[count], targets)?;
             let row_weights = Tensor::from_vec(&[count], row_weights)?;
-            tape.cross_entropy(logits, &targets, Some(&row_weights))
+            tape.linear_cross_entropy(rows, items, &targets, Some(&row_weights))
         }
         LossKind::SampledBce => {
             let k = batch.negatives.shape()[2];

@@ -5,6 +5,8 @@
 //!   dx_r = w_r/Σw·(softmax(x_r) − onehot(t_r)). Fused: the softmax is never a separate op.
 //!   With the positive gathered at column 0 and sampled negatives after it (targets all 0),
 //!   the same op is the sampled-candidate cross-entropy.
+//! linear_cross_entropy: cross_entropy(H·Eᵀ) fused with its output layer; the gradients
+//!   g·E and gᵀ·H (g = ∂L/∂logits) come out of the forward, backward only scales them.
 //! bce_with_logits: ℓ = max(x,0) − x·y + ln(1 + e^{−|x|}); dx = w/Σw·(σ(x) − y).
 //! bpr_loss: −Σ w·ln σ(pos − neg)/Σw = BCE with label 1 on (pos − neg).
 //! squared_distance: Σ over the last axis of (a − b)², a and b broadcast over leading axes.
@@ -22,20 +24,40 @@ struct CrossEntropyBackward {
 
 impl Backward for CrossEntropyBackward {
     fn backward(&self, ctx: &BackwardContext<'_>) -> Result<Vec<Option<Tensor>>> {
-        let be = backend::of(&self.unit_grad);
-        let dx = if ctx.grad.device() == Device::Cpu {
-            // Reading a host value costs nothing; skip the pass when dloss = 1 (the usual case).
-            match ctx.grad.item() {
-                1.0 => self.unit_grad.clone(),
-                dloss => be.affine(&self.unit_grad, dloss, 0.0),
-            }
-        } else {
-            // On a GPU the scale stays on the device: no readback in the middle of backward.
-            let shape = self.unit_grad.shape();
-            let dloss = ctx.grad.reshaped(&vec![1; shape.len()])?;
-            be.binary(BinaryOp::Mul, &self.unit_grad, &dloss, shape)
-        };
-        Ok(vec![Some(dx)])
+        Ok(vec![Some(scale_by_dloss(&self.unit_grad, ctx.grad)?)])
+    }
+}
+
+/// The fused output layer computed ∂L/∂rows and ∂L/∂items for dloss = 1 with the loss;
+/// backward scales them by dloss.
+struct LinearCrossEntropyBackward {
+    unit_grads: (Tensor, Tensor),
+}
+
+impl Backward for LinearCrossEntropyBackward {
+    fn backward(&self, ctx: &BackwardContext<'_>) -> Result<Vec<Option<Tensor>>> {
+        let scaled = |unit: &Tensor| scale_by_dloss(unit, ctx.grad);
+        Ok(vec![
+            Some(scaled(&self.unit_grads.0)?),
+            Some(scaled(&self.unit_grads.1)?),
+        ])
+    }
+}
+
+/// `unit_grad · dloss` for a gradient computed with dloss = 1.
+fn scale_by_dloss(unit_grad: &Tensor, dloss: &Tensor) -> Result<Tensor> {
+    let be = backend::of(unit_grad);
+    if dloss.device() == Device::Cpu {
+        // Reading a host value costs nothing; skip the pass when dloss = 1 (the usual case).
+        Ok(match dloss.item() {
+            1.0 => unit_grad.clone(),
+            dloss => be.affine(unit_grad, dloss, 0.0),
+        })
+    } else {
+        // On a GPU the scale stays on the device: no readback in the middle of backward.
+        let shape = unit_grad.shape();
+        let dloss = dloss.reshaped(&vec![1; shape.len()])?;
+        Ok(be.binary(BinaryOp::Mul, unit_grad, &dloss, shape))
     }
 }
 
@@ -105,6 +127,49 @@ impl Tape {
             &[logits],
             CrossEntropyBackward { unit_grad },
         ))
+    }
+
+    /// `cross_entropy(rows · itemsᵀ, targets, weights)` for rows `[N, d]` and items `[V, d]`:
+    /// the output layer of a next-item model with its full-softmax loss, as one op whose
+    /// `[N, V]` logits never exist on the CPU (see `backend/cpu/linear_ce.rs`).
+    pub fn linear_cross_entropy(
+        &mut self,
+        rows: Var,
+        items: Var,
+        targets: &Ids,
+        weights: Option<&Tensor>,
+    ) -> Result<Var> {
+        let (rs, is) = (self.shape(rows).to_vec(), self.shape(items).to_vec());
+        if rs.len() != 2 || is.len() != 2 || rs[1] != is[1] || targets.shape() != [rs[0]] {
+            return Err(Error::shape(
+                "linear_cross_entropy",
+                format!(
+                    "rows {rs:?} and items {is:?} need [N, d] and [V, d] with targets [N], got targets {:?}",
+                    targets.shape()
+                ),
+            ));
+        }
+        if let Some(&bad) = targets.values().iter().find(|&&t| t as usize >= is[0]) {
+            return Err(Error::shape(
+                "linear_cross_entropy",
+                format!("target {bad} out of range for {} items", is[0]),
+            ));
+        }
+        let weights = weights_or_ones("linear_cross_entropy", weights, &rs[..1])?;
+        let with_grads =
+            self.grad_enabled() && (self.requires_grad(rows) || self.requires_grad(items));
+        let (h, e) = (self.value(rows), self.value(items));
+        let (loss, unit_grads) =
+            backend::of(h).linear_cross_entropy(h, e, targets.values(), &weights, with_grads);
+        Ok(match unit_grads {
+            Some(unit_grads) => self.record(
+                "linear_cross_entropy",
+                loss,
+                &[rows, items],
+                LinearCrossEntropyBackward { unit_grads },
+            ),
+            None => self.constant(loss),
+        })
     }
 
     /// Weighted mean binary cross-entropy of logits against labels in [0, 1] (same shape).

@@ -48,11 +48,30 @@ pub fn sgemm(
     c: &mut [f32],
 ) {
     assert!(c.len() >= m * n);
-    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n);
+    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n, 0.0);
 }
 
-/// `sgemm` writing into an `m×n` window of a row-major matrix whose rows are `ldc` apart
-/// (a column block of a wider output).
+/// `c += op(a) · op(b)`, single-threaded: `sgemm` accumulating into `c` instead of
+/// overwriting it (matrixmultiply's β = 1).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_add(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &[f32],
+    rsb: isize,
+    csb: isize,
+    c: &mut [f32],
+) {
+    assert!(c.len() >= m * n);
+    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n, 1.0);
+}
+
+/// `c = op(a) · op(b) + beta·c` on an `m×n` window of a row-major matrix whose rows are `ldc`
+/// apart (a column block of a wider output); `beta` is 0 (overwrite) or 1 (accumulate).
 #[allow(clippy::too_many_arguments)]
 fn sgemm_strided_c(
     m: usize,
@@ -66,6 +85,7 @@ fn sgemm_strided_c(
     csb: isize,
     c: &mut [f32],
     ldc: usize,
+    beta: f32,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -75,8 +95,10 @@ fn sgemm_strided_c(
         "sgemm output out of bounds"
     );
     if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            row[..n].fill(0.0);
+        if beta == 0.0 {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -100,7 +122,7 @@ fn sgemm_strided_c(
             b.as_ptr(),
             rsb,
             csb,
-            0.0,
+            beta,
             c.as_mut_ptr(),
             ldc as isize,
             1,
@@ -210,7 +232,20 @@ pub fn par_sgemm(
             // the end of `c`, inside `c`'s allocation, which outlives this parallel loop.
             let c_block = unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
             let b_block = &b[j0 * csb as usize..];
-            sgemm_strided_c(m, k, j1 - j0, a, rsa, csa, b_block, rsb, csb, c_block, n);
+            sgemm_strided_c(
+                m,
+                k,
+                j1 - j0,
+                a,
+                rsa,
+                csa,
+                b_block,
+                rsb,
+                csb,
+                c_block,
+                n,
+                0.0,
+            );
         });
     }
 }

@@ -8,6 +8,7 @@ mod elementwise;
 mod ffn;
 mod gru;
 mod linalg;
+mod linear_ce;
 mod math;
 mod nn;
 mod optim;

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::linear_ce::{cross_entropy_row, linear_cross_entropy};
 use super::math::{fast_exp, max_of, sum_of};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::{NnKernels, sigmoid};
@@ -246,21 +247,8 @@ impl NnKernels for CpuBackend {
             if w == 0.0 {
                 return 0.0;
             }
-            let row = &xs[r * c..(r + 1) * c];
-            let max = max_of(row);
-            for (g, &v) in g.iter_mut().zip(row) {
-                *g = fast_exp(v - max);
-            }
-            let sum = sum_of(g);
-            let lse = max + sum.ln();
-            let ws = w * scale;
-            let factor = ws / sum;
-            for g in g.iter_mut() {
-                *g *= factor;
-            }
-            let t = targets[r] as usize;
-            g[t] -= ws;
-            w as f64 * (lse - row[t]) as f64
+            g.copy_from_slice(&xs[r * c..(r + 1) * c]);
+            w as f64 * cross_entropy_row(g, targets[r] as usize, w * scale) as f64
         };
         let loss: f64 = if c == 0 {
             0.0
@@ -273,6 +261,22 @@ impl NnKernels for CpuBackend {
             tensor(&[], vec![(loss * scale as f64) as f32]),
             tensor(logits.shape(), grad),
         )
+    }
+
+    fn linear_cross_entropy(
+        &self,
+        rows: &Tensor,
+        items: &Tensor,
+        targets: &[u32],
+        weights: &[f32],
+        with_grads: bool,
+    ) -> (Tensor, Option<(Tensor, Tensor)>) {
+        let d = last(rows);
+        let fused = linear_cross_entropy(rows.cpu(), items.cpu(), d, targets, weights, with_grads);
+        let grads = fused
+            .grads
+            .map(|(drows, ditems)| (tensor(rows.shape(), drows), tensor(items.shape(), ditems)));
+        (tensor(&[], vec![fused.loss]), grads)
     }
 
     fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> Tensor {

@@ -9,7 +9,7 @@
 use super::GpuBackend;
 use super::kernel::{Kernel, wgsl_u32};
 use super::runtime::grid;
-use crate::backend::NnKernels;
+use crate::backend::{LinalgKernels, NnKernels};
 use crate::rng::stream_key;
 use crate::tensor::Tensor;
 use crate::wgsl_kernel;
@@ -284,6 +284,28 @@ impl NnKernels for GpuBackend {
         self.rt
             .dispatch(&CROSS_ENTROPY_LOSS, &params, &[&row_loss, &loss], [1, 1, 1]);
         (self.tensor(&[], loss), self.tensor(logits.shape(), grad))
+    }
+
+    /// Composed from the GEMM and the fused cross-entropy kernel: on a GPU the `[N, V]`
+    /// logits are device memory that is written and read at full bandwidth, and the GEMMs
+    /// are the bulk of the work either way.
+    fn linear_cross_entropy(
+        &self,
+        rows: &Tensor,
+        items: &Tensor,
+        targets: &[u32],
+        weights: &[f32],
+        with_grads: bool,
+    ) -> (Tensor, Option<(Tensor, Tensor)>) {
+        let logits = self.matmul(rows, items, false, true);
+        let (loss, dlogits) = self.cross_entropy(&logits, targets, weights);
+        let grads = with_grads.then(|| {
+            (
+                self.matmul(&dlogits, items, false, false),
+                self.matmul(&dlogits, rows, true, false),
+            )
+        });
+        (loss, grads)
     }
 
     fn bce_with_logits(&self, logits: &Tensor, labels: &Tensor, weights: &[f32]) -> Tensor {

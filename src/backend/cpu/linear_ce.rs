@@ -1,0 +1,157 @@
+//! The output layer and its full-softmax cross-entropy in one kernel, without the `[N, V]`
+//! logits matrix.
+//!
+//! For rows H `[N, d]` (one per target position), the item table E `[V, d]`, targets t and
+//! weights w:
+//!   z_r  = H_r · Eᵀ                                   (the logits of row r over all V items)
+//!   L    = Σ_r w_r·(lse(z_r) − z_{r,t_r}) / Σ_r w_r
+//!   g_r  = w_r/Σw · (softmax(z_r) − onehot(t_r))       (∂L/∂z_r)
+//!   ∂L/∂H = g · E,   ∂L/∂E = gᵀ · H
+//!
+//! Composed from ops, this allocates the logits and their gradient (N·V floats each, 42 MB for
+//! a batch of 880 rows over Beauty's 12,102 items), writes them to memory and reads them back
+//! three times. Here the rows are cut into parts of `PART_ROWS`: a part's logits live in a
+//! per-thread scratch buffer, turn into its gradient in place and are consumed at once by the
+//! two gradient products, so the `[N, V]` matrices never exist. The gradient is computed with
+//! the loss (the loss is the last op of a step, so dloss is almost always 1; the tape's
+//! backward only rescales it).
+//!
+//! Parts run in parallel; each sums its share of ∂L/∂E in its own `[V, d]` accumulator and the
+//! accumulators are added in part order. The parts depend only on N, never on the thread
+//! count, so the result is the same bits on any number of threads.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::linalg::{sgemm, sgemm_add};
+use super::math::{fast_exp, max_of, sum_of};
+
+/// Rows per part: enough that packing E for the part's products costs little next to the
+/// products themselves (matrixmultiply packs both operands on every call), few enough that
+/// a 2-core machine still gets several parts from one batch.
+const PART_ROWS: usize = 256;
+
+thread_local! {
+    /// The part's logits / gradient, reused across parts and steps (no allocation, no zeroing:
+    /// the logits product overwrites it).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the kernel returns: the loss and, when asked for, ∂L/∂H `[N, d]` and ∂L/∂E `[V, d]`.
+pub struct LinearCrossEntropy {
+    pub loss: f32,
+    pub grads: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Turns one row of logits into its gradient `ws·(softmax(z) − onehot(t))`, in place, and
+/// returns the row's unweighted loss `lse(z) − z_t`.
+pub fn cross_entropy_row(z: &mut [f32], target: usize, ws: f32) -> f32 {
+    let z_target = z[target];
+    let max = max_of(z);
+    for v in z.iter_mut() {
+        *v = fast_exp(*v - max);
+    }
+    let sum = sum_of(z);
+    let factor = ws / sum;
+    for v in z.iter_mut() {
+        *v *= factor;
+    }
+    z[target] -= ws;
+    max + sum.ln() - z_target
+}
+
+/// The fused kernel. `rows` is `[N, d]`, `items` `[V, d]`, `targets` and `weights` `[N]`
+/// (targets already checked to be < V).
+pub fn linear_cross_entropy(
+    rows: &[f32],
+    items: &[f32],
+    d: usize,
+    targets: &[u32],
+    weights: &[f32],
+    with_grads: bool,
+) -> LinearCrossEntropy {
+    let n = targets.len();
+    let v = if d == 0 { 0 } else { items.len() / d };
+    let total_weight: f64 = weights.iter().map(|&w| w as f64).sum();
+    let scale = if total_weight == 0.0 {
+        0.0
+    } else {
+        (1.0 / total_weight) as f32
+    };
+    if n == 0 || v == 0 || d == 0 || scale == 0.0 {
+        return LinearCrossEntropy {
+            loss: 0.0,
+            grads: with_grads.then(|| (vec![0.0; n * d], vec![0.0; v * d])),
+        };
+    }
+
+    // One part: its loss sum and (with gradients) its ∂L/∂E accumulator; its ∂L/∂H rows go
+    // straight into `drows_part`.
+    let part = |index: usize, drows_part: Option<&mut [f32]>| -> (f64, Option<Vec<f32>>) {
+        let first = index * PART_ROWS;
+        let m = PART_ROWS.min(n - first);
+        let h = &rows[first * d..(first + m) * d];
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < m * v {
+                scratch.resize(m * v, 0.0);
+            }
+            let z = &mut scratch[..m * v];
+            // z = H_part · Eᵀ: E is stored [V, d], so Eᵀ has row stride 1, column stride d.
+            sgemm(m, d, v, h, d as isize, 1, items, 1, d as isize, z);
+            let mut loss = 0.0f64;
+            for (r, z_row) in z.chunks_mut(v).enumerate() {
+                let w = weights[first + r];
+                if w == 0.0 {
+                    z_row.fill(0.0);
+                    continue;
+                }
+                let t = targets[first + r] as usize;
+                loss += w as f64 * cross_entropy_row(z_row, t, w * scale) as f64;
+            }
+            let Some(drows_part) = drows_part else {
+                return (loss, None);
+            };
+            // ∂L/∂H_part = g · E; ∂L/∂E += gᵀ · H_part (gᵀ read through strides).
+            sgemm(m, v, d, z, v as isize, 1, items, d as isize, 1, drows_part);
+            let mut ditems = vec![0.0f32; v * d];
+            sgemm_add(v, m, d, z, 1, v as isize, h, d as isize, 1, &mut ditems);
+            (loss, Some(ditems))
+        })
+    };
+
+    let parts = n.div_ceil(PART_ROWS);
+    let mut drows = if with_grads {
+        vec![0.0f32; n * d]
+    } else {
+        Vec::new()
+    };
+    let results: Vec<(f64, Option<Vec<f32>>)> = match (with_grads, parts) {
+        (true, 1) => vec![part(0, Some(&mut drows))],
+        (true, _) => drows
+            .par_chunks_mut(PART_ROWS * d)
+            .enumerate()
+            .map(|(index, drows_part)| part(index, Some(drows_part)))
+            .collect(),
+        (false, 1) => vec![part(0, None)],
+        (false, _) => (0..parts)
+            .into_par_iter()
+            .map(|index| part(index, None))
+            .collect(),
+    };
+
+    // Reduce in part order: the same sums whatever thread ran which part.
+    let loss: f64 = results.iter().map(|(loss, _)| loss).sum();
+    let grads = with_grads.then(|| {
+        let mut accumulators = results.into_iter().filter_map(|(_, acc)| acc);
+        let mut ditems = accumulators.next().expect("at least one part");
+        for acc in accumulators {
+            ditems.iter_mut().zip(&acc).for_each(|(sum, x)| *sum += x);
+        }
+        (drows, ditems)
+    });
+    LinearCrossEntropy {
+        loss: (loss * scale as f64) as f32,
+        grads,
+    }
+}
