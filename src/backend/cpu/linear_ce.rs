@@ -72,7 +72,7 @@ pub fn linear_cross_entropy(
     with_grads: bool,
 ) -> LinearCrossEntropy {
     let n = targets.len();
-    let v = if d == 0 { 0 } else { items.len() / d };
+    let v = items.len().checked_div(d).unwrap_or(0);
     let total_weight: f64 = weights.iter().map(|&w| w as f64).sum();
     let scale = if total_weight == 0.0 {
         0.0
