@@ -535,7 +535,11 @@ pub fn train(
         return fit_directly(exp, model, run_dir, options);
     }
 
-    let batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(config))?;
+    // Trimming a batch to its longest sequence changes nothing for a model that accepts it.
+    let trim = model.accepts_trimmed_batches();
+    let batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(config))?
+        .trim_padding(trim)
+        .bucket_by_length(trim && config.train.bucket_by_length);
     let batches_per_epoch = batcher.num_batches();
     let bar = if options.progress {
         indicatif::ProgressBar::new(batches_per_epoch as u64)

@@ -22,7 +22,10 @@
 
 use super::layers::{BlockStack, Linear};
 use super::side_info::{SideInfo, add_field_table, pooled_field};
-use super::{LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, latest_positions,
+    next_item_loss,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -183,6 +186,7 @@ impl Amsrm {
         let s = tape.embedding(table, &input.items)?;
         let s = tape.scale(s, (d as f32).sqrt())?;
         let positions = tape.param(store, self.position_embedding);
+        let positions = latest_positions(tape, positions, input.items.shape()[1])?;
         let s = tape.add(s, positions)?;
 
         // M: one [B, n, d] embedding per side-information field.
@@ -254,6 +258,10 @@ impl Amsrm {
 impl Model for Amsrm {
     fn name(&self) -> &'static str {
         "amsrm"
+    }
+
+    fn accepts_trimmed_batches(&self) -> bool {
+        true
     }
 
     fn params(&self) -> &ParamStore {

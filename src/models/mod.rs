@@ -95,6 +95,12 @@ pub trait Model: Send + Sync {
     /// (column 0 is padding and is never recommended).
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var>;
 
+    /// True when the model's outputs do not depend on how much left padding its input has,
+    /// so the trainer may cut a batch to its longest sequence (`Batcher::trim_padding`).
+    fn accepts_trimmed_batches(&self) -> bool {
+        false
+    }
+
     /// True for models fitted directly from the training sequences — by counting, in closed
     /// form or by EM (Pop, kNN, ALS, HMM) — rather than by gradient steps: `train` then calls
     /// `fit` once instead of running epochs of Adam on `loss`.
@@ -165,6 +171,24 @@ pub fn next_item_loss(
             tape.add(positive_loss, negative_loss)
         }
     }
+}
+
+/// The rows of a learned position table `[max_len, d]` for an input `n` wide: with left
+/// padding the newest item is always in the last column, so a batch cut to width n (n ≤
+/// max_len) uses the table's last n rows and every item keeps the position it would have had
+/// in a full-width batch.
+pub fn latest_positions(tape: &mut Tape, table: Var, n: usize) -> Result<Var> {
+    let max_len = tape.shape(table)[0];
+    if n == max_len {
+        return Ok(table);
+    }
+    if n > max_len {
+        return Err(Error::shape(
+            "positions",
+            format!("an input {n} wide is longer than the {max_len} positions the model has"),
+        ));
+    }
+    tape.slice(table, 0, max_len - n, n)
 }
 
 /// Scores of every item from the representation at the last position: `[B, items + 1]`.

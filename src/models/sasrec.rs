@@ -10,7 +10,10 @@
 //! full-softmax cross-entropy (the option that usually works better).
 
 use super::layers::BlockStack;
-use super::{LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, latest_positions,
+    next_item_loss,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -51,6 +54,7 @@ impl SasRec {
         let embedded = tape.embedding(table, &input.items)?;
         let embedded = tape.scale(embedded, (self.dim as f32).sqrt())?;
         let positions = tape.param(store, self.position_embedding);
+        let positions = latest_positions(tape, positions, input.items.shape()[1])?;
         let x = tape.add(embedded, positions)?;
         let x = tape.dropout(x, self.dropout)?;
         self.encoder.forward(tape, store, x, &input.items)
@@ -60,6 +64,10 @@ impl SasRec {
 impl Model for SasRec {
     fn name(&self) -> &'static str {
         "sasrec"
+    }
+
+    fn accepts_trimmed_batches(&self) -> bool {
+        true
     }
 
     fn params(&self) -> &ParamStore {
