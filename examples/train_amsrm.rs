@@ -12,6 +12,8 @@ use seqrec::config::Config;
 use seqrec::train::{Experiment, TrainOptions, train};
 
 fn main() {
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { seqrec::backend::gpu::silence_device_select_layer() };
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

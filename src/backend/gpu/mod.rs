@@ -129,3 +129,19 @@ pub fn fallback_count() -> usize {
 }
 
 const CPU: CpuBackend = CpuBackend;
+
+/// Switches off Mesa's Vulkan device-select layer unless the user set `NODEVICE_SELECT`.
+///
+/// The layer connects to a Wayland display to find the "default" GPU and prints "error:
+/// XDG_RUNTIME_DIR is invalid…" twice on a headless machine; seqrec chooses its adapter itself
+/// (`--device`, `WGPU_ADAPTER_NAME`), so the layer has nothing to add.
+///
+/// # Safety
+/// Sets an environment variable: call it before any other thread exists (first thing in
+/// `main`), when nothing can read the environment concurrently.
+pub unsafe fn silence_device_select_layer() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the caller guarantees no other thread is running.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
