@@ -8,9 +8,9 @@ mod common;
 use seqrec::config::Config;
 use seqrec::data::batch::{Batch, BatchConfig, Batcher, Examples, Sampling};
 use seqrec::data::split::TrainSequence;
+use seqrec::models::Model;
 use seqrec::models::{LossKind, TrainingBatch};
 use seqrec::rng::Rng;
-use seqrec::models::Model;
 use seqrec::train::Experiment;
 use seqrec::{Ids, Tape};
 
@@ -24,7 +24,9 @@ fn skewed_sequences(users: u32, items: u32, seed: u64) -> Vec<TrainSequence> {
             } else {
                 2 + rng.below(6) as usize
             };
-            let items: Vec<u32> = (0..len).map(|_| 1 + rng.below(items as u64) as u32).collect();
+            let items: Vec<u32> = (0..len)
+                .map(|_| 1 + rng.below(items as u64) as u32)
+                .collect();
             TrainSequence {
                 user,
                 behaviours: vec![0; items.len()],

@@ -34,6 +34,17 @@ fn weights(n: usize, rng: &mut Rng) -> Vec<f32> {
         .collect()
 }
 
+/// Random rows `[n, d]`, items `[v, d]`, targets and weights (some zero).
+fn problem(n: usize, v: usize, d: usize, seed: u64) -> (Tensor, Tensor, Ids, Tensor) {
+    let mut rng = Rng::new(seed);
+    let rows = random_tensor(&[n, d], 1.0, &mut rng);
+    let items = random_tensor(&[v, d], 1.0, &mut rng);
+    let targets =
+        Ids::from_vec(&[n], (0..n).map(|_| rng.below(v as u64) as u32).collect()).unwrap();
+    let w = Tensor::from_vec(&[n], weights(n, &mut rng)).unwrap();
+    (rows, items, targets, w)
+}
+
 #[test]
 fn gradients_match_finite_differences() {
     let (n, v, d) = (6, 9, 4);
@@ -95,7 +106,6 @@ fn run(
 
 #[test]
 fn fused_equals_composed_across_part_boundaries() {
-    let mut rng = Rng::new(12);
     for (n, v, d) in [
         (1, 2, 1),
         (7, 33, 5),
@@ -104,11 +114,7 @@ fn fused_equals_composed_across_part_boundaries() {
         (257, 129, 16),
         (700, 1683, 64),
     ] {
-        let rows = random_tensor(&[n, d], 1.0, &mut rng);
-        let items = random_tensor(&[v, d], 1.0, &mut rng);
-        let targets =
-            Ids::from_vec(&[n], (0..n).map(|_| rng.below(v as u64) as u32).collect()).unwrap();
-        let w = Tensor::from_vec(&[n], weights(n, &mut rng)).unwrap();
+        let (rows, items, targets, w) = problem(n, v, d, 12 + n as u64);
         let (loss_f, drows_f, ditems_f) = run(&rows, &items, &targets, &w, true);
         let (loss_c, drows_c, ditems_c) = run(&rows, &items, &targets, &w, false);
         let what = |part: &str| format!("{part} for [{n}, {d}] · [{v}, {d}]ᵀ");
@@ -121,13 +127,7 @@ fn fused_equals_composed_across_part_boundaries() {
 
 #[test]
 fn same_bits_on_one_and_two_threads() {
-    let mut rng = Rng::new(13);
-    let (n, v, d) = (900, 300, 32);
-    let rows = random_tensor(&[n, d], 1.0, &mut rng);
-    let items = random_tensor(&[v, d], 1.0, &mut rng);
-    let targets =
-        Ids::from_vec(&[n], (0..n).map(|_| rng.below(v as u64) as u32).collect()).unwrap();
-    let w = Tensor::from_vec(&[n], weights(n, &mut rng)).unwrap();
+    let (rows, items, targets, w) = problem(900, 300, 32, 13);
     let on = |threads: usize| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -144,13 +144,8 @@ fn same_bits_on_one_and_two_threads() {
 
 #[test]
 fn scaled_upstream_gradient_and_no_grad() {
-    let mut rng = Rng::new(14);
-    let (n, v, d) = (10, 12, 3);
-    let rows = random_tensor(&[n, d], 1.0, &mut rng);
-    let items = random_tensor(&[v, d], 1.0, &mut rng);
-    let targets =
-        Ids::from_vec(&[n], (0..n).map(|_| rng.below(v as u64) as u32).collect()).unwrap();
-    let w = Tensor::full(&[n], 1.0);
+    let (rows, items, targets, _) = problem(10, 12, 3, 14);
+    let w = Tensor::full(&[10], 1.0);
     let (_, drows, ditems) = run(&rows, &items, &targets, &w, true);
 
     // loss · 3: every gradient triples.

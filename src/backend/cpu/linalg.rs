@@ -51,29 +51,10 @@ pub fn sgemm(
     sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n, 0.0);
 }
 
-/// `c += op(a) · op(b)`, single-threaded: `sgemm` accumulating into `c` instead of
-/// overwriting it (matrixmultiply's β = 1).
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_add(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    rsa: isize,
-    csa: isize,
-    b: &[f32],
-    rsb: isize,
-    csb: isize,
-    c: &mut [f32],
-) {
-    assert!(c.len() >= m * n);
-    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n, 1.0);
-}
-
 /// `c = op(a) · op(b) + beta·c` on an `m×n` window of a row-major matrix whose rows are `ldc`
 /// apart (a column block of a wider output); `beta` is 0 (overwrite) or 1 (accumulate).
 #[allow(clippy::too_many_arguments)]
-fn sgemm_strided_c(
+pub(super) fn sgemm_strided_c(
     m: usize,
     k: usize,
     n: usize,

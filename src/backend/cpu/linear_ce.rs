@@ -24,7 +24,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::linalg::{sgemm, sgemm_add};
+use super::linalg::{sgemm, sgemm_strided_c};
 use super::math::{fast_exp, max_of, sum_of};
 
 /// Rows per part: enough that packing E for the part's products costs little next to the
@@ -115,7 +115,20 @@ pub fn linear_cross_entropy(
             // ∂L/∂H_part = g · E; ∂L/∂E += gᵀ · H_part (gᵀ read through strides).
             sgemm(m, v, d, z, v as isize, 1, items, d as isize, 1, drows_part);
             let mut ditems = vec![0.0f32; v * d];
-            sgemm_add(v, m, d, z, 1, v as isize, h, d as isize, 1, &mut ditems);
+            sgemm_strided_c(
+                v,
+                m,
+                d,
+                z,
+                1,
+                v as isize,
+                h,
+                d as isize,
+                1,
+                &mut ditems,
+                d,
+                1.0,
+            );
             (loss, Some(ditems))
         })
     };
