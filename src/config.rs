@@ -55,6 +55,10 @@ pub struct ModelConfig {
     /// AMSRM: weight side-information fields with feature-level attention (false = plain
     /// concatenation, the ablation).
     pub feature_attention: bool,
+    /// AMSRM: item-level attention, the second level of the survey's two-level attention: a
+    /// learned weight in (0, 1) for each item of the sequence against the causal intent,
+    /// which reweights that item in every self-attention block (`layers::ItemRelevance`).
+    pub item_attention: bool,
     /// AMSRM: use user features.
     pub user_features: bool,
     /// AMSRM: use item features.
@@ -196,6 +200,7 @@ impl Default for ModelConfig {
             dropout: 0.2,
             ffn_dim: 64,
             feature_attention: true,
+            item_attention: false,
             user_features: true,
             item_features: true,
             behaviour: true,
