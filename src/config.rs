@@ -150,6 +150,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Threads for the CPU backend (0 = all cores).
     pub threads: usize,
+    /// Denoising augmentation: the probability that a training input item is replaced by a
+    /// random catalogue item, targets unchanged (0 = off; `eval::noise`), in [0, 1).
+    pub input_noise: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -251,6 +254,7 @@ impl Default for TrainConfig {
             clip_norm: 0.0,
             seed: 1,
             threads: 0,
+            input_noise: 0.0,
         }
     }
 }
@@ -336,6 +340,12 @@ impl Config {
         }
         if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
             return bad("eval.ks must be a non-empty list of positive cut-offs".into());
+        }
+        if !(0.0..1.0).contains(&self.train.input_noise) {
+            return bad(format!(
+                "train.input_noise must be in [0, 1), got {}",
+                self.train.input_noise
+            ));
         }
         if !(0.0..1.0).contains(&self.eval.noise) {
             return bad(format!(
