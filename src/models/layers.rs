@@ -251,10 +251,10 @@ pub fn item_weights(
         let mut count = 0.0f32;
         for t in 0..n {
             count += m[t];
-            for k in 0..=t {
+            for (k, &real_k) in m[..=t].iter().enumerate() {
                 let at = (s * n + t) * n + k;
-                mean_of[at] = m[k] / count.max(1.0);
-                if m[k] != 0.0 {
+                mean_of[at] = real_k / count.max(1.0);
+                if real_k != 0.0 {
                     hidden[at] = 0.0;
                 }
             }
