@@ -59,6 +59,10 @@ pub struct ModelConfig {
     /// learned weight in (0, 1) for each item of the sequence against the causal intent,
     /// which reweights that item in every self-attention block (`layers::ItemRelevance`).
     pub item_attention: bool,
+    /// AMSRM item-level attention: one projection for the item and the intent, so that the
+    /// relevance is a similarity (an item gains weight only by agreeing with the intent);
+    /// false = separate projections (a free bilinear form).
+    pub item_attention_tied: bool,
     /// AMSRM: use user features.
     pub user_features: bool,
     /// AMSRM: use item features.
@@ -204,6 +208,7 @@ impl Default for ModelConfig {
             ffn_dim: 64,
             feature_attention: true,
             item_attention: false,
+            item_attention_tied: false,
             user_features: true,
             item_features: true,
             behaviour: true,

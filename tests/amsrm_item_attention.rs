@@ -368,6 +368,27 @@ fn item_weights_and_weighted_attention_gradients() {
         &reference,
         &Check::default(),
     );
+    // Tied (`item_attention_tied`): one projection for the item and the intent, its gradient
+    // the sum of both uses.
+    let tied: Vec<(Vec<usize>, Vec<f64>)> = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| inputs[i].clone())
+        .collect();
+    let tied_reference = |x: &[Vec<f64>]| {
+        let untied = [&x[0], &x[1], &x[2], &x[1], &x[2], &x[3], &x[4], &x[5]].map(|v| v.clone());
+        reference(&untied)
+    };
+    check_op(
+        "tied item-level weighted attention",
+        &tied,
+        &[true; 6],
+        |tape, x| {
+            let weights = item_weights(tape, x[0], [x[1], x[2]], [x[1], x[2]], &items)?;
+            weighted_attention(tape, x[3], x[4], x[5], heads, 0.0, &weights)
+        },
+        &tied_reference,
+        &Check::default(),
+    );
 }
 
 /// Trains an AMSRM with item-level attention on `data`; returns it with its experiment.
@@ -386,9 +407,18 @@ fn trained(data: &Dataset, config: &Config, name: &str) -> (Experiment, Amsrm) {
 
 #[test]
 fn learns_the_walk_and_what_it_makes_of_inserted_noise() {
+    for tied in [false, true] {
+        learns_the_walk_and_down_weights_inserted_noise(tied);
+    }
+}
+
+fn learns_the_walk_and_down_weights_inserted_noise(tied: bool) {
     let data = synthetic(120, 5);
-    let config = config(&["model_options.item_attention=true"]);
-    let (exp, model) = trained(&data, &config, "walk");
+    let config = config(&[
+        "model_options.item_attention=true",
+        &format!("model_options.item_attention_tied={tied}"),
+    ]);
+    let (exp, model) = trained(&data, &config, &format!("walk-{tied}"));
     let pop = common::fitted_pop(&exp);
     let hr = |m: &dyn Model| {
         evaluate_cases(m, &exp.split.test, exp.num_items(), &config)
@@ -398,7 +428,10 @@ fn learns_the_walk_and_what_it_makes_of_inserted_noise() {
             .hit_rate
     };
     let (ours, popularity) = (hr(&model), hr(pop.as_ref()));
-    println!("item attention on the walk: test HR@10 {ours:.3}, popularity {popularity:.3}");
+    println!(
+        "item attention (tied {tied}) on the walk: test HR@10 {ours:.3}, popularity \
+         {popularity:.3}"
+    );
     assert!(
         ours > 0.6 && ours > popularity + 0.3,
         "{ours} vs {popularity}"
@@ -439,7 +472,7 @@ fn learns_the_walk_and_what_it_makes_of_inserted_noise() {
     }
     let (noise_mean, real_mean) = (noise_sum / noise_count as f64, real_sum / real_count as f64);
     println!(
-        "mean item-level weight at the last position: inserted items {noise_mean:.3} \
+        "tied {tied}: mean item-level weight at the last position: inserted items {noise_mean:.3} \
          ({noise_count}), real items {real_mean:.3} ({real_count})"
     );
     assert!(noise_count > 50 && real_count > 500);
@@ -447,7 +480,7 @@ fn learns_the_walk_and_what_it_makes_of_inserted_noise() {
     // weight ≈ ½).
     assert!(
         noise_mean + 0.08 < real_mean,
-        "inserted items weigh {noise_mean} on average, real ones {real_mean}"
+        "tied {tied}: inserted items weigh {noise_mean} on average, real ones {real_mean}"
     );
 }
 

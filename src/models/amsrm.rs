@@ -20,6 +20,7 @@
 //! items, 0 at padding (`layers::ItemRelevance`),
 //!   c_t     = Σ_{k≤t} m_k e_k / Σ_{k≤t} m_k                  (the intent so far, causal)
 //!   a_{t,j} = σ((e_j W_e + b_e)·(c_t W_c + b_c)/√d)  for j ≤ t real, else 0
+//!   (`item_attention_tied = true`: W_c = W_e, b_c = b_e, a similarity to the intent)
 //!   every block's attention: softmax_j(q_t·k_j/√d_h + log a_{t,j})
 //! so an item unrelated to the sequence's intent (a noisy click) gets little attention at
 //! every layer; a_{n,j} are the weights the prediction at the last position uses.
@@ -152,6 +153,7 @@ impl Amsrm {
                 &mut store,
                 "item_attention",
                 d,
+                config.item_attention_tied,
                 &mut rng,
             )?)
         } else {

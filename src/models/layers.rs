@@ -191,13 +191,18 @@ pub fn weighted_attention(
 ///   c_t     = Σ_{k≤t} m_k e_k / max(1, Σ_{k≤t} m_k)       (the intent: causal mean so far)
 ///   r_{t,j} = (e_j W_e + b_e)·(c_t W_c + b_c) / √d          (relevance of item j to it)
 ///   a_{t,j} = σ(r_{t,j}) for j ≤ t with m_j = 1, else 0      (the item-level weight)
+/// Tied (W_c = W_e, b_c = b_e): with u_j = e_j W_e + b_e, c_t W_e + b_e is the mean ū_t of the
+/// u's so far and r_{t,j} = u_j·ū_t/√d, a similarity: an item gains weight only by agreeing
+/// with the intent. Untied, the bilinear form is free to learn any relation, including the
+/// reverse (measured in docs/RESULTS.md).
 /// a_{t,j} uses only positions ≤ t, so it stays causal. The weights enter every attention
 /// block as log a_{t,j} added to the logits (`weighted_attention`). A weight
 /// shared by all keys changes nothing (the softmax renormalises), so at initialisation, with
 /// r ≈ 0, the model starts close to plain self-attention.
 pub struct ItemRelevance {
     item: Linear,
-    intent: Linear,
+    /// W_c, b_c; `None` when tied to W_e, b_e.
+    intent: Option<Linear>,
 }
 
 /// What `ItemRelevance::forward` returns for a batch.
@@ -209,11 +214,26 @@ pub struct ItemWeights {
 }
 
 impl ItemRelevance {
-    pub fn new(store: &mut ParamStore, name: &str, dim: usize, rng: &mut Rng) -> Result<Self> {
-        Ok(ItemRelevance {
-            item: Linear::new(store, &format!("{name}.item"), dim, dim, rng)?,
-            intent: Linear::new(store, &format!("{name}.intent"), dim, dim, rng)?,
-        })
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        dim: usize,
+        tied: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let item = Linear::new(store, &format!("{name}.item"), dim, dim, rng)?;
+        let intent = if tied {
+            None
+        } else {
+            Some(Linear::new(
+                store,
+                &format!("{name}.intent"),
+                dim,
+                dim,
+                rng,
+            )?)
+        };
+        Ok(ItemRelevance { item, intent })
     }
 
     /// e `[B, n, d]`: the fused inputs; `items` `[B, n]` (id 0 = padding).
@@ -225,7 +245,10 @@ impl ItemRelevance {
         items: &crate::tensor::Ids,
     ) -> Result<ItemWeights> {
         let item = [self.item.weight, self.item.bias].map(|id| tape.param(store, id));
-        let intent = [self.intent.weight, self.intent.bias].map(|id| tape.param(store, id));
+        let intent = match &self.intent {
+            Some(intent) => [intent.weight, intent.bias].map(|id| tape.param(store, id)),
+            None => item,
+        };
         item_weights(tape, e, item, intent, items)
     }
 }
