@@ -571,3 +571,69 @@ fn training_input_noise_replaces_real_items_only() {
         );
     }
 }
+
+#[test]
+fn cli_trains_the_item_level_and_picks_the_noise_draw() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seqrec"))
+            .args(args)
+            .env_remove("SEQREC_DATA")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (output.status.success(), output.stdout, stderr)
+    };
+    let dir =
+        std::env::temp_dir().join(format!("seqrec-item-attention-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = common::synthetic::write_movielens_folder(&synthetic(40, 4), &dir.join("data"));
+    let out = dir.join("run");
+    let (ok, _, stderr) = run(&[
+        "--json",
+        "train",
+        "--model",
+        "amsrm",
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "model_options.item_attention=true",
+        "--set",
+        "train.input_noise=0.1",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.max_len=10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "train failed: {stderr}");
+    let evaluate = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--json", "evaluate", "--run", out.to_str().unwrap()];
+        args.extend(extra);
+        let (ok, stdout, stderr) = run(&args);
+        assert!(ok, "evaluate {extra:?} failed: {stderr}");
+        serde_json::from_slice(&stdout).unwrap()
+    };
+    let default_draw = evaluate(&["--noise", "0.2"]);
+    let first = evaluate(&["--noise", "0.2", "--noise-seed", "1"]);
+    let second = evaluate(&["--noise", "0.2", "--noise-seed", "2"]);
+    // The run's seed is 1, so draw 1 is the default one; draw 2 is another, and says so.
+    assert_eq!(default_draw, first);
+    let description = |v: &serde_json::Value| v["test"]["protocol"]["description"].to_string();
+    assert!(
+        description(&second).contains("seed 2"),
+        "{}",
+        description(&second)
+    );
+    assert_ne!(first["test"]["at_k"], second["test"]["at_k"]);
+    // A noise seed without noise is refused.
+    let (ok, _, _) = run(&[
+        "evaluate",
+        "--run",
+        out.to_str().unwrap(),
+        "--noise-seed",
+        "2",
+    ]);
+    assert!(!ok, "--noise-seed without --noise was accepted");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
