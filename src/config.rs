@@ -55,6 +55,14 @@ pub struct ModelConfig {
     /// AMSRM: weight side-information fields with feature-level attention (false = plain
     /// concatenation, the ablation).
     pub feature_attention: bool,
+    /// AMSRM: item-level attention, the second level of the survey's two-level attention: a
+    /// learned weight in (0, 1) for each item of the sequence against the causal intent,
+    /// which reweights that item in every self-attention block (`layers::ItemRelevance`).
+    pub item_attention: bool,
+    /// AMSRM item-level attention: one projection for the item and the intent, so that the
+    /// relevance is a similarity (an item gains weight only by agreeing with the intent);
+    /// false = separate projections (a free bilinear form).
+    pub item_attention_tied: bool,
     /// AMSRM: use user features.
     pub user_features: bool,
     /// AMSRM: use item features.
@@ -152,6 +160,9 @@ pub struct TrainConfig {
     /// models whose output does not depend on the padding width (SASRec, AMSRM); others
     /// ignore it.
     pub bucket_by_length: bool,
+    /// Denoising augmentation: the probability that a training input item is replaced by a
+    /// random catalogue item, targets unchanged (0 = off; `eval::noise`), in [0, 1).
+    pub input_noise: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -202,6 +213,8 @@ impl Default for ModelConfig {
             dropout: 0.2,
             ffn_dim: 64,
             feature_attention: true,
+            item_attention: false,
+            item_attention_tied: false,
             user_features: true,
             item_features: true,
             behaviour: true,
@@ -253,6 +266,7 @@ impl Default for TrainConfig {
             seed: 1,
             threads: 0,
             bucket_by_length: false,
+            input_noise: 0.0,
         }
     }
 }
@@ -338,6 +352,12 @@ impl Config {
         }
         if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
             return bad("eval.ks must be a non-empty list of positive cut-offs".into());
+        }
+        if !(0.0..1.0).contains(&self.train.input_noise) {
+            return bad(format!(
+                "train.input_noise must be in [0, 1), got {}",
+                self.train.input_noise
+            ));
         }
         if !(0.0..1.0).contains(&self.eval.noise) {
             return bad(format!(

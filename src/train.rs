@@ -562,7 +562,16 @@ pub fn train(
         let batches = batcher.epoch(epoch as u64)?;
         let mut sequences_done = 0usize;
         for (step, batch) in batches.into_iter().enumerate().skip(state.step_in_epoch) {
-            let batch = TrainingBatch::from(batch);
+            let mut batch = TrainingBatch::from(batch);
+            if config.train.input_noise > 0.0 {
+                let seed = u64::from(step_seed(config.train.seed ^ 0x6e01, epoch, step));
+                batch.input.items = crate::eval::noise::replace_with_random_items(
+                    &batch.input.items,
+                    config.train.input_noise,
+                    exp.num_items(),
+                    seed,
+                )?;
+            }
             sequences_done += batch.positives.shape()[0];
             let mut tape = Tape::new().on(model.params().device());
             tape.set_seed(step_seed(config.train.seed, epoch, step));

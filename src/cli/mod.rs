@@ -92,6 +92,9 @@ pub struct EvaluateArgs {
     /// Insert ⌈NOISE·len⌉ random items into each test history (a robustness check), in [0, 1).
     #[arg(long, allow_negative_numbers = true)]
     noise: Option<f64>,
+    /// Seed of the noise draw (default: the run's train.seed), to average several draws.
+    #[arg(long, requires = "noise")]
+    noise_seed: Option<u64>,
 }
 
 #[derive(Args)]

@@ -127,6 +127,10 @@ pub fn evaluate(args: EvaluateArgs, json: bool) -> Result<()> {
         exp.config.eval.noise = noise;
         exp.config.validate()?;
     }
+    if let Some(seed) = args.noise_seed {
+        // The training is over: the run's seed now only seeds the evaluation's draws.
+        exp.config.train.seed = seed;
+    }
     let report = evaluate_cases(
         model.as_ref(),
         &exp.split.test,

@@ -76,3 +76,29 @@ pub fn insert_noise(
     }
     (items, kinds)
 }
+
+/// Training-time noise (`train.input_noise`, a denoising augmentation, not part of the
+/// evaluation protocol): each real item of `items` `[B, n]` is replaced, with probability
+/// `fraction`, by a uniform random item of 1..=`n_items`. Padding stays padding; the caller
+/// keeps the targets, so the model learns to predict the true next item from a corrupted
+/// history. Replacing (rather than inserting) keeps every target at its position.
+pub fn replace_with_random_items(
+    items: &crate::tensor::Ids,
+    fraction: f32,
+    n_items: usize,
+    seed: u64,
+) -> crate::error::Result<crate::tensor::Ids> {
+    let mut rng = Rng::new(seed ^ 0x7a1e_d0e5);
+    let values = items
+        .values()
+        .iter()
+        .map(|&item| {
+            if item != 0 && n_items > 0 && rng.uniform() < fraction {
+                1 + rng.below(n_items as u64) as u32
+            } else {
+                item
+            }
+        })
+        .collect();
+    crate::tensor::Ids::from_vec(items.shape(), values)
+}

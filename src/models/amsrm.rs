@@ -15,12 +15,21 @@
 //!   The concatenation changes the width, so E is projected back to d: E' = E W_E + b_E.
 //! Self-attention (eq. 4), feed-forward (eq. 5), stacking (eq. 6-7): SASRec's blocks
 //! (`layers::AttentionBlock`): causal, padding masked, residuals, layer norm, dropout.
+//! Item-level attention (`item_attention = true`; the survey's two-level attention, section
+//! 5.2, whose feature level is α above): with e_t = E'_t after dropout and m_t = 1 at real
+//! items, 0 at padding (`layers::ItemRelevance`),
+//!   c_t     = Σ_{k≤t} m_k e_k / Σ_{k≤t} m_k                  (the intent so far, causal)
+//!   a_{t,j} = σ((e_j W_e + b_e)·(c_t W_c + b_c)/√d)  for j ≤ t real, else 0
+//!   (`item_attention_tied = true`: W_c = W_e, b_c = b_e, a similarity to the intent)
+//!   every block's attention: softmax_j(q_t·k_j/√d_h + log a_{t,j})
+//! so an item unrelated to the sequence's intent (a noisy click) gets little attention at
+//! every layer; a_{n,j} are the weights the prediction at the last position uses.
 //! Prediction (eq. 8): r_{i,t} = F_t · N_i, N_i = item_embedding(i) + Σ_f pooled item field f of
 //! item i — the item with its own side information folded in, at width d.
 //! Training: next item at every position, full-softmax cross-entropy or BCE with sampled
 //! negatives.
 
-use super::layers::{BlockStack, Linear};
+use super::layers::{BlockStack, ItemRelevance, Linear};
 use super::side_info::{SideInfo, add_field_table, pooled_field};
 use super::{
     LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, latest_positions,
@@ -47,6 +56,8 @@ pub struct Amsrm {
     /// E = concat(S, M) → width d.
     fuse: Linear,
     encoder: BlockStack,
+    /// The item level of the two-level attention (`item_attention`).
+    item_relevance: Option<ItemRelevance>,
     dim: usize,
     dropout: f32,
 }
@@ -139,6 +150,18 @@ impl Amsrm {
         };
         let fuse = Linear::new(&mut store, "fuse", fused_width, d, &mut rng)?;
         let encoder = BlockStack::new(&mut store, config, &mut rng)?;
+        // Created last, so that every other weight starts as it does without the option.
+        let item_relevance = if config.item_attention {
+            Some(ItemRelevance::new(
+                &mut store,
+                "item_attention",
+                d,
+                config.item_attention_tied,
+                &mut rng,
+            )?)
+        } else {
+            None
+        };
         Ok(Amsrm {
             store,
             side,
@@ -151,6 +174,7 @@ impl Amsrm {
             feature_key,
             fuse,
             encoder,
+            item_relevance,
             dim: d,
             dropout: config.dropout,
         })
@@ -177,6 +201,38 @@ impl Amsrm {
 
     /// F (eq. 7) at every position `[B, n, d]`, and N (eq. 8).
     fn encode(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Var)> {
+        let (e, item_fields) = self.embed(tape, input)?;
+        let hidden = match &self.item_relevance {
+            Some(relevance) => {
+                let weights = relevance.forward(tape, &self.store, e, &input.items)?;
+                self.encoder
+                    .forward_weighted(tape, &self.store, e, &input.items, Some(&weights))?
+            }
+            None => self.encoder.forward(tape, &self.store, e, &input.items)?,
+        };
+        let items = self.output_items(tape, &item_fields)?;
+        Ok((hidden, items))
+    }
+
+    /// The item-level weights a_{n,j} of the last position (the one that predicts) for each
+    /// sequence, `[B, n]`, 0 at padding; `None` without `item_attention`.
+    pub fn item_weights(&self, input: &SequenceInput) -> Result<Option<Tensor>> {
+        let Some(relevance) = &self.item_relevance else {
+            return Ok(None);
+        };
+        let mut tape = Tape::inference().on(self.store.device());
+        let (e, _) = self.embed(&mut tape, input)?;
+        let weights = relevance.forward(&mut tape, &self.store, e, &input.items)?;
+        let shape = input.items.shape();
+        let (b, n) = (shape[0], shape[1]);
+        let last = tape.slice(weights.log_weights, 1, n - 1, 1)?;
+        let log_weights = tape.value(last).to_vec();
+        let weights = log_weights.iter().map(|&l| l.exp()).collect();
+        Ok(Some(Tensor::from_vec(&[b, n], weights)?))
+    }
+
+    /// E' (eq. 3 projected to width d, after dropout) `[B, n, d]`, and the pooled item fields.
+    fn embed(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Vec<Var>)> {
         let store = &self.store;
         let shape = input.items.shape();
         let (b, n, d) = (shape[0], shape[1], self.dim);
@@ -222,9 +278,7 @@ impl Amsrm {
         };
         let e = self.fuse.forward(tape, store, e)?;
         let e = tape.dropout(e, self.dropout)?;
-        let hidden = self.encoder.forward(tape, store, e, &input.items)?;
-        let items = self.output_items(tape, &item_fields)?;
-        Ok((hidden, items))
+        Ok((e, item_fields))
     }
 
     /// α_{i,f} = softmax_f((S_i W_q)·(m_f W_k)/√d); M_i = Σ_f α_{i,f} m_f. Returns `[B, n, d]`.

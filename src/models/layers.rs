@@ -1,6 +1,6 @@
-//! Building blocks shared by the attention models: a linear layer, layer normalisation, and
-//! SASRec's self-attention block. Each holds the `ParamId`s of its weights; `forward` records
-//! the computation on a tape.
+//! Building blocks shared by the attention models: a linear layer, layer normalisation,
+//! SASRec's self-attention block, and the item level of a two-level attention. Each holds the
+//! `ParamId`s of its weights; `forward` records the computation on a tape.
 
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
@@ -99,7 +99,8 @@ impl AttentionBlock {
     }
 
     /// x `[B, n, d]`; `keep` `[B, n, 1]` is 1 at real positions and 0 at padding;
-    /// `key_mask` `[B, n]` is the same mask for the attention's keys.
+    /// `key_mask` `[B, n]` is the same mask for the attention's keys. `item_weights`, if
+    /// given, reweights the keys per query (see `ItemWeights`).
     pub fn forward(
         &self,
         tape: &mut Tape,
@@ -107,12 +108,16 @@ impl AttentionBlock {
         x: Var,
         keep: Var,
         key_mask: &Tensor,
+        item_weights: Option<&ItemWeights>,
     ) -> Result<Var> {
         let normed = self.attention_norm.forward(tape, store, x)?;
         let q = self.query.forward(tape, store, normed)?;
         let k = self.key.forward(tape, store, normed)?;
         let v = self.value.forward(tape, store, normed)?;
-        let attended = tape.attention(q, k, v, self.heads, true, Some(key_mask), self.dropout)?;
+        let attended = match item_weights {
+            None => tape.attention(q, k, v, self.heads, true, Some(key_mask), self.dropout)?,
+            Some(weights) => weighted_attention(tape, q, k, v, self.heads, self.dropout, weights)?,
+        };
         let attended = tape.dropout(attended, self.dropout)?;
         let x = tape.add(x, attended)?;
 
@@ -130,6 +135,172 @@ impl AttentionBlock {
         let x = tape.add(x, fed)?;
         tape.mul(x, keep)
     }
+}
+
+/// The logit (and log-weight) of a key a query must not see: exp(−1e9 − max) is exactly 0 in
+/// f32, and unlike −∞ a row with no visible key stays finite.
+const HIDDEN_LOGIT: f32 = -1e9;
+
+/// The same causal attention as `Tape::attention`, composed from primitive ops so that
+/// the item-level weights can enter the logits (the fused kernel takes only a 0/1 mask):
+///   P_{t,j} = a_{t,j} exp(s_{t,j}) / Σ_{j'} a_{t,j'} exp(s_{t,j'}),
+///   i.e. softmax_j(s_{t,j} + log a_{t,j}),  s_{t,j} = q_t·k_j/√d_h,
+/// with hidden keys (later or padding) at −1e9, then dropout on P and O = P V per head.
+/// q, k, v `[B, n, d]` (d = heads·d_h).
+pub fn weighted_attention(
+    tape: &mut Tape,
+    q: Var,
+    k: Var,
+    v: Var,
+    heads: usize,
+    dropout: f32,
+    weights: &ItemWeights,
+) -> Result<Var> {
+    let shape = tape.shape(q).to_vec();
+    let (b, n, d, h) = (shape[0], shape[1], shape[2], heads);
+    let head_dim = d / h;
+    let split_heads = |tape: &mut Tape, x: Var| -> Result<Var> {
+        let x = tape.reshape(x, &[b, n, h, head_dim])?;
+        let x = tape.permute(x, &[0, 2, 1, 3])?;
+        tape.reshape(x, &[b * h, n, head_dim])
+    };
+    let (q, k, v) = (
+        split_heads(tape, q)?,
+        split_heads(tape, k)?,
+        split_heads(tape, v)?,
+    );
+    let logits = tape.matmul_t(q, k, false, true)?;
+    let logits = tape.scale(logits, 1.0 / (head_dim as f32).sqrt())?;
+    let logits = tape.reshape(logits, &[b, h, n, n])?;
+    let log_weights = tape.reshape(weights.log_weights, &[b, 1, n, n])?;
+    let logits = tape.add(logits, log_weights)?;
+    let logits = tape.masked_fill(logits, &weights.hidden, HIDDEN_LOGIT)?;
+    let probabilities = tape.softmax(logits)?;
+    let probabilities = tape.dropout(probabilities, dropout)?;
+    let probabilities = tape.reshape(probabilities, &[b * h, n, n])?;
+    let out = tape.matmul(probabilities, v)?;
+    let out = tape.reshape(out, &[b, h, n, head_dim])?;
+    let out = tape.permute(out, &[0, 2, 1, 3])?;
+    tape.reshape(out, &[b, n, d])
+}
+
+/// The item level of a two-level attention (the survey's section 5.2): how much each item of
+/// the sequence matters to the intent at each position, so that items unrelated to the rest
+/// of the sequence (noise) can be down-weighted. With e_j the fused input of position j and
+/// m_j = 1 for a real item, 0 for padding:
+///   c_t     = Σ_{k≤t} m_k e_k / max(1, Σ_{k≤t} m_k)       (the intent: causal mean so far)
+///   r_{t,j} = (e_j W_e + b_e)·(c_t W_c + b_c) / √d          (relevance of item j to it)
+///   a_{t,j} = σ(r_{t,j}) for j ≤ t with m_j = 1, else 0      (the item-level weight)
+/// Tied (W_c = W_e, b_c = b_e): with u_j = e_j W_e + b_e, c_t W_e + b_e is the mean ū_t of the
+/// u's so far and r_{t,j} = u_j·ū_t/√d, a similarity: an item gains weight only by agreeing
+/// with the intent. Untied, the bilinear form is free to learn any relation, including the
+/// reverse (measured in docs/RESULTS.md).
+/// a_{t,j} uses only positions ≤ t, so it stays causal. The weights enter every attention
+/// block as log a_{t,j} added to the logits (`weighted_attention`). A weight
+/// shared by all keys changes nothing (the softmax renormalises), so at initialisation, with
+/// r ≈ 0, the model starts close to plain self-attention.
+pub struct ItemRelevance {
+    item: Linear,
+    /// W_c, b_c; `None` when tied to W_e, b_e.
+    intent: Option<Linear>,
+}
+
+/// What `ItemRelevance::forward` returns for a batch.
+pub struct ItemWeights {
+    /// log a_{t,j} `[B, n, n]` (query t, key j), −1e9 where the weight is 0.
+    pub log_weights: Var,
+    /// `[B, 1, n, n]`: 1 where key j is hidden from query t (j > t or j padding), else 0.
+    pub hidden: Tensor,
+}
+
+impl ItemRelevance {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        dim: usize,
+        tied: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let item = Linear::new(store, &format!("{name}.item"), dim, dim, rng)?;
+        let intent = if tied {
+            None
+        } else {
+            Some(Linear::new(
+                store,
+                &format!("{name}.intent"),
+                dim,
+                dim,
+                rng,
+            )?)
+        };
+        Ok(ItemRelevance { item, intent })
+    }
+
+    /// e `[B, n, d]`: the fused inputs; `items` `[B, n]` (id 0 = padding).
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        e: Var,
+        items: &crate::tensor::Ids,
+    ) -> Result<ItemWeights> {
+        let item = [self.item.weight, self.item.bias].map(|id| tape.param(store, id));
+        let intent = match &self.intent {
+            Some(intent) => [intent.weight, intent.bias].map(|id| tape.param(store, id)),
+            None => item,
+        };
+        item_weights(tape, e, item, intent, items)
+    }
+}
+
+/// `ItemRelevance::forward` with its weights as tape variables: `item` = [W_e, b_e],
+/// `intent` = [W_c, b_c] (so that tests can check their gradients directly).
+pub fn item_weights(
+    tape: &mut Tape,
+    e: Var,
+    item: [Var; 2],
+    intent: [Var; 2],
+    items: &crate::tensor::Ids,
+) -> Result<ItemWeights> {
+    let shape = items.shape();
+    let (b, n) = (shape[0], shape[1]);
+    let dim = *tape.shape(e).last().unwrap_or(&1);
+    let real = super::padding_mask(items).to_vec();
+    // The causal mean as one constant matrix: mean_of[b, t, k] = m_k / count_t for k ≤ t.
+    let mut mean_of = vec![0.0f32; b * n * n];
+    let mut hidden = vec![1.0f32; b * n * n];
+    for s in 0..b {
+        let m = &real[s * n..(s + 1) * n];
+        let mut count = 0.0f32;
+        for t in 0..n {
+            count += m[t];
+            for (k, &real_k) in m[..=t].iter().enumerate() {
+                let at = (s * n + t) * n + k;
+                mean_of[at] = real_k / count.max(1.0);
+                if real_k != 0.0 {
+                    hidden[at] = 0.0;
+                }
+            }
+        }
+    }
+    let mean_of = tape.constant(Tensor::from_vec(&[b, n, n], mean_of)?);
+    let intent_so_far = tape.matmul(mean_of, e)?; // c_t, [B, n, d]
+    let keys = tape.matmul(e, item[0])?;
+    let keys = tape.add(keys, item[1])?;
+    let queries = tape.matmul(intent_so_far, intent[0])?;
+    let queries = tape.add(queries, intent[1])?;
+    let relevance = tape.matmul_t(queries, keys, false, true)?; // r_{t,j}, [B, n, n]
+    let relevance = tape.scale(relevance, 1.0 / (dim as f32).sqrt())?;
+    // log σ(r) = −softplus(−r): finite for any r, unlike log(sigmoid(r)).
+    let negated = tape.scale(relevance, -1.0)?;
+    let log_weights = tape.softplus(negated)?;
+    let log_weights = tape.scale(log_weights, -1.0)?;
+    let hidden = Tensor::from_vec(&[b, n, n], hidden)?;
+    let log_weights = tape.masked_fill(log_weights, &hidden, HIDDEN_LOGIT)?;
+    Ok(ItemWeights {
+        log_weights,
+        hidden: hidden.reshaped(&[b, 1, n, n])?,
+    })
 }
 
 /// SASRec's encoder after the embedding (shared by SASRec and AMSRM): padding positions
@@ -173,12 +344,24 @@ impl BlockStack {
         x: Var,
         items: &crate::tensor::Ids,
     ) -> Result<Var> {
+        self.forward_weighted(tape, store, x, items, None)
+    }
+
+    /// `forward` with item-level weights (`ItemRelevance`) in every block's attention.
+    pub fn forward_weighted(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        x: Var,
+        items: &crate::tensor::Ids,
+        item_weights: Option<&ItemWeights>,
+    ) -> Result<Var> {
         let key_mask = super::padding_mask(items);
         let shape = items.shape();
         let keep = tape.constant(key_mask.reshaped(&[shape[0], shape[1], 1])?);
         let mut x = tape.mul(x, keep)?;
         for block in &self.blocks {
-            x = block.forward(tape, store, x, keep, &key_mask)?;
+            x = block.forward(tape, store, x, keep, &key_mask, item_weights)?;
         }
         self.final_norm.forward(tape, store, x)
     }
