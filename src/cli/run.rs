@@ -104,7 +104,14 @@ fn print_train_report(report: &TrainReport, out: &Path, json: bool) -> Result<()
                 report.seconds_per_epoch,
                 out.display()
             );
+            if !report.cold_start.is_empty() {
+                println!("\nwarm users and items:");
+            }
             println!("{}", test.to_markdown_table());
+            for group in &report.cold_start {
+                println!("\n{} ({} cases):", group.group, group.cases);
+                println!("{}", group.test.to_markdown_table());
+            }
         }
         None => println!(
             "interrupted after {} epochs; continue with: seqrec train --out {} --resume",
