@@ -100,11 +100,11 @@ fn taste_data(users: u32, seed: u64) -> Dataset {
             values: FieldValues::Token(values),
         }
     };
-    d.item_features.fields.push(token_field(
-        "category",
-        TASTE_ITEMS,
-        &|i| (i - 1) % CATEGORIES,
-    ));
+    d.item_features
+        .fields
+        .push(token_field("category", TASTE_ITEMS, &|i| {
+            (i - 1) % CATEGORIES
+        }));
     d.user_features
         .fields
         .push(token_field("taste", users, &|u| u % CATEGORIES));
@@ -142,14 +142,21 @@ fn assert_no_leak(exp: &Experiment) {
         .iter()
         .map(|s| (s.user, s.items.clone()))
         .collect();
-    assert_eq!(got, expected, "training = leave-one-out minus cold users and items");
+    assert_eq!(
+        got, expected,
+        "training = leave-one-out minus cold users and items"
+    );
     for s in &exp.split.train {
         assert!(!cold_users.contains(&s.user), "cold user {} trains", s.user);
         assert!(s.items.iter().all(|i| !cold_items.contains(i)));
         assert_eq!(s.items.len(), s.behaviours.len());
     }
     for c in exp.split.valid.iter().chain(&exp.split.test) {
-        assert!(!cold_users.contains(&c.user), "cold user {} validates", c.user);
+        assert!(
+            !cold_users.contains(&c.user),
+            "cold user {} validates",
+            c.user
+        );
         assert!(case_items(c).all(|i| !cold_items.contains(&i)));
     }
 }
@@ -301,8 +308,14 @@ fn id_dropout_zeroes_a_random_share_of_id_rows_in_training_only() {
     )
     .unwrap();
     let mut dropping = exp.build_model().unwrap();
-    let first = zero_rows(&gradient(dropping.as_mut(), &batch, "item_embedding", 1), dim);
-    let second = zero_rows(&gradient(dropping.as_mut(), &batch, "item_embedding", 2), dim);
+    let first = zero_rows(
+        &gradient(dropping.as_mut(), &batch, "item_embedding", 1),
+        dim,
+    );
+    let second = zero_rows(
+        &gradient(dropping.as_mut(), &batch, "item_embedding", 2),
+        dim,
+    );
     for dropped in [&first, &second] {
         let share = dropped.len() as f64 / 100.0;
         assert!(
@@ -312,7 +325,10 @@ fn id_dropout_zeroes_a_random_share_of_id_rows_in_training_only() {
     }
     assert_ne!(first, second, "each step draws its own items");
     assert_eq!(
-        zero_rows(&gradient(dropping.as_mut(), &batch, "item_embedding", 1), dim),
+        zero_rows(
+            &gradient(dropping.as_mut(), &batch, "item_embedding", 1),
+            dim
+        ),
         first,
         "a step's draw is fixed by its seed"
     );
@@ -416,7 +432,11 @@ fn features_rank_cold_items_and_new_users_above_chance_and_pop_scores_no_cold_it
         "AMSRM HR@20 on cold items {amsrm_cold} (chance ≈ 0.11)"
     );
     let pop_cold = evaluate_cases(pop.as_ref(), cold_items, exp.num_items(), &exp.config).unwrap();
-    assert_eq!(pop_cold.at(20).unwrap().hit_rate, 0.0, "Pop never ranks a cold item");
+    assert_eq!(
+        pop_cold.at(20).unwrap().hit_rate,
+        0.0,
+        "Pop never ranks a cold item"
+    );
     // A new user, from the taste feature alone: 10 of the ~36 warm items of the category.
     let amsrm_new = hit_rate(model.as_ref(), &exp, new_users, 10);
     let pop_new = hit_rate(pop.as_ref(), &exp, new_users, 10);
@@ -439,7 +459,10 @@ fn bad_cold_start_settings_are_errors() {
             .to_string();
         assert!(error.contains(key), "{setting}: {error}");
     }
-    let bce = ["data.cold_items=0.1".to_string(), "train.loss=bce".to_string()];
+    let bce = [
+        "data.cold_items=0.1".to_string(),
+        "train.loss=bce".to_string(),
+    ];
     assert!(Config::from_toml_with_overrides("", &bce).is_err());
     let no_prefix = [
         "data.cold_users=0.1".to_string(),
@@ -461,12 +484,17 @@ fn bad_cold_start_settings_are_errors() {
 #[test]
 fn ml100k_split_is_leak_free() {
     let Some(root) = std::env::var_os("SEQREC_DATA") else {
-        println!("SEQREC_DATA is not set: the ml-100k check did not run (the generated-data tests did)");
+        println!(
+            "SEQREC_DATA is not set: the ml-100k check did not run (the generated-data tests did)"
+        );
         return;
     };
     let path = PathBuf::from(root).join("ml-100k");
     if !path.exists() {
-        println!("{} does not exist: the ml-100k check did not run", path.display());
+        println!(
+            "{} does not exist: the ml-100k check did not run",
+            path.display()
+        );
         return;
     }
     let data = seqrec::data::load::load(&path).unwrap();
@@ -487,7 +515,12 @@ fn the_command_line_reports_every_group() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_seqrec"))
         .args(["train", "--model", "pop", "--json", "--data"])
         .arg(&folder)
-        .args(["--set", "data.cold_users=0.2", "--set", "data.cold_items=0.1"])
+        .args([
+            "--set",
+            "data.cold_users=0.2",
+            "--set",
+            "data.cold_items=0.1",
+        ])
         .arg("--out")
         .arg(dir.join("run"))
         .env_remove("SEQREC_DATA")

@@ -199,12 +199,7 @@ pub fn cold_start(
             let behaviours: Vec<u32> = steps[..last_cold].iter().map(|s| s.behaviour).collect();
             let (history, behaviours) = without_cold(&before, &behaviours, &cold_item);
             if !history.is_empty() {
-                cases.push(case(
-                    user,
-                    history,
-                    behaviours,
-                    vec![steps[last_cold].item],
-                ));
+                cases.push(case(user, history, behaviours, vec![steps[last_cold].item]));
             }
         }
         groups.push(ColdGroup {

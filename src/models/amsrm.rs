@@ -381,14 +381,8 @@ impl Model for Amsrm {
 
     fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var> {
         let (hidden, items) = self.encode(tape, &batch.input)?;
-        let loss = next_item_loss_excluding(
-            tape,
-            hidden,
-            items,
-            batch,
-            kind,
-            self.cold_offsets.as_ref(),
-        )?;
+        let loss =
+            next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())?;
         match &self.start {
             Some(start) => match self.start_loss(tape, start, &batch.input, items)? {
                 Some(start_loss) => tape.add(loss, start_loss),
