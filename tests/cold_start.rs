@@ -469,6 +469,16 @@ fn bad_cold_start_settings_are_errors() {
         "data.cold_user_prefixes=[]".to_string(),
     ];
     assert!(Config::from_toml_with_overrides("", &no_prefix).is_err());
+    // A group no case can fill is an error before training, not after it.
+    let long_prefix = config(
+        "pop",
+        &["data.cold_users=0.2", "data.cold_user_prefixes=[40]"],
+    );
+    let error = Experiment::prepare(&synthetic(50, 8), &long_prefix)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("history 40"), "{error}");
     // The start position needs user features.
     let mut data = synthetic(50, 8);
     data.user_features = FeatureTable::default();

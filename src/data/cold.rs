@@ -207,6 +207,16 @@ pub fn cold_start(
             cases,
         });
     }
+    // An empty group would only fail at the end of training, in its evaluation.
+    if let Some(empty) = groups.iter().find(|g| g.cases.is_empty()) {
+        return Err(Error::Invalid(format!(
+            "cold start: the group \"{}\" has no case (cold users need more warm items than \
+             the longest of data.cold_user_prefixes; cold items need a warm user who \
+             interacted with one): raise data.cold_users / data.cold_items or shorten the \
+             prefixes",
+            empty.name
+        )));
+    }
     Ok((
         warm,
         ColdStart {
