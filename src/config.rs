@@ -39,6 +39,15 @@ pub struct DataConfig {
     /// Last-day split: the length in days of the test period (and of the validation period
     /// before it); SR-GNN takes 7 days for DIGINETICA.
     pub split_days: u32,
+    /// Cold-start study: this fraction of the users (chosen with `train.seed`) is held out of
+    /// training and validation and evaluated as new users (`data::cold`); in [0, 1), 0 = off.
+    pub cold_users: f64,
+    /// Cold-start study: this fraction of the items loses every interaction from training and
+    /// validation; the cases whose target is such an item form the cold-item group. In [0, 1).
+    pub cold_items: f64,
+    /// Cold-start study: the history lengths new users are evaluated at (their first k items,
+    /// then the next one is the target; 0 = user features only).
+    pub cold_user_prefixes: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -69,6 +78,13 @@ pub struct ModelConfig {
     pub item_features: bool,
     /// AMSRM: use the behaviour type of each interaction.
     pub behaviour: bool,
+    /// AMSRM: id dropout (DropoutNet, Volkovs et al. 2017): at every training step each item's
+    /// id embedding is zero with this probability, so the model also learns to rank items
+    /// from their features alone, as it must for cold-start items. In [0, 1).
+    pub item_id_dropout: f32,
+    /// AMSRM: also learn to predict the first item of each training window from the user
+    /// features alone (a start position), which then serves users with no history.
+    pub first_item_from_user: bool,
     /// Caser and AttRec: the window of latest items the short-term part looks at (the papers' L).
     pub window: usize,
     /// Caser: number of horizontal filters per height and of vertical filters.
@@ -200,6 +216,9 @@ impl Default for DataConfig {
             numeric_buckets: 8,
             split: "auto".to_string(),
             split_days: 1,
+            cold_users: 0.0,
+            cold_items: 0.0,
+            cold_user_prefixes: vec![0, 1, 3, 5],
         }
     }
 }
@@ -218,6 +237,8 @@ impl Default for ModelConfig {
             user_features: true,
             item_features: true,
             behaviour: true,
+            item_id_dropout: 0.0,
+            first_item_from_user: false,
             window: 5,
             caser_horizontal: 16,
             caser_vertical: 4,
@@ -320,6 +341,30 @@ impl Config {
         }
         if self.data.split_days == 0 {
             return bad("data.split_days must be at least 1".into());
+        }
+        for (key, fraction) in [
+            ("data.cold_users", self.data.cold_users),
+            ("data.cold_items", self.data.cold_items),
+        ] {
+            if !(0.0..1.0).contains(&fraction) {
+                return bad(format!("{key} must be in [0, 1), got {fraction}"));
+            }
+        }
+        if self.data.cold_users > 0.0 && self.data.cold_user_prefixes.is_empty() {
+            return bad("data.cold_user_prefixes must list at least one history length".into());
+        }
+        if self.data.cold_items > 0.0 && self.train.loss != "ce" {
+            return bad(format!(
+                "data.cold_items needs train.loss = \"ce\" (sampled negatives would include the \
+                 cold items), got {:?}",
+                self.train.loss
+            ));
+        }
+        if !(0.0..1.0).contains(&self.model_options.item_id_dropout) {
+            return bad(format!(
+                "model_options.item_id_dropout must be in [0, 1), got {}",
+                self.model_options.item_id_dropout
+            ));
         }
         if self.model_options.dim == 0
             || self.model_options.heads == 0

@@ -28,6 +28,7 @@ use crate::checkpoint::{
 use crate::config::Config;
 use crate::data::Dataset;
 use crate::data::batch::{Batch, BatchConfig, Batcher, Examples, Sampling};
+use crate::data::cold::{ColdStart, ColdStartConfig, cold_start};
 use crate::data::preprocess::{Implicit, PreprocessConfig, Sequences, sequences};
 use crate::data::split::{DAY_SECONDS, EvalCase, Split, last_day_sessions, leave_one_out};
 use crate::error::{Error, Result};
@@ -68,6 +69,9 @@ pub struct Experiment {
     pub dataset_source: PathBuf,
     pub sequences: Sequences,
     pub split: Split,
+    /// The cold-start study's held-out users and items and their groups (`data.cold_users`,
+    /// `data.cold_items`); None when both are 0.
+    pub cold: Option<ColdStart>,
     pub side: SideInfo,
     /// Original names of model item ids (index 0 = padding).
     pub item_names: Vec<String>,
@@ -118,6 +122,18 @@ impl Experiment {
         } else {
             leave_one_out(&sequences)
         };
+        let (split, cold) = if config.data.cold_users > 0.0 || config.data.cold_items > 0.0 {
+            let cold_config = ColdStartConfig {
+                users: config.data.cold_users,
+                items: config.data.cold_items,
+                user_prefixes: config.data.cold_user_prefixes.clone(),
+                seed: config.train.seed,
+            };
+            let (split, cold) = cold_start(&sequences, split, &cold_config)?;
+            (split, Some(cold))
+        } else {
+            (split, None)
+        };
         let item_ids: Vec<u32> = (0..=sequences.num_items() as u32)
             .map(|i| {
                 if i == 0 {
@@ -151,6 +167,7 @@ impl Experiment {
             dataset_source: dataset.source.clone(),
             sequences,
             split,
+            cold,
             side,
             item_names,
             user_names,
@@ -174,14 +191,36 @@ impl Experiment {
         }
     }
 
-    /// A fresh model of the configured kind, initialised from the seed.
+    /// A fresh model of the configured kind, initialised from the seed, told which items are
+    /// cold.
     pub fn build_model(&self) -> Result<Box<dyn Model>> {
-        build_model(
+        let mut model = build_model(
             &self.config,
             self.num_items(),
             self.num_users(),
             self.side.clone(),
-        )
+        )?;
+        if let Some(cold) = &self.cold {
+            model.set_cold_items(&cold.items)?;
+        }
+        Ok(model)
+    }
+
+    /// The cold-start groups evaluated with `model` (empty without a cold-start split).
+    pub fn evaluate_cold_groups(&self, model: &dyn Model) -> Result<Vec<GroupReport>> {
+        let Some(cold) = &self.cold else {
+            return Ok(Vec::new());
+        };
+        cold.groups
+            .iter()
+            .map(|g| {
+                Ok(GroupReport {
+                    group: g.name.clone(),
+                    cases: g.cases.len(),
+                    test: evaluate_cases(model, &g.cases, self.num_items(), &self.config)?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -408,7 +447,18 @@ pub struct TrainReport {
     /// False when interrupted (Ctrl-C or `max_steps`): the checkpoint allows `--resume`.
     pub finished: bool,
     pub test: Option<EvalReport>,
+    /// The cold-start study's groups (`test` is then the warm group); empty without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cold_start: Vec<GroupReport>,
     pub log: Vec<EpochLog>,
+}
+
+/// The test metrics of one cold-start group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub group: String,
+    pub cases: usize,
+    pub test: EvalReport,
 }
 
 /// Set by the Ctrl-C handler; `train` finishes its step, writes a checkpoint and returns.
@@ -689,7 +739,8 @@ pub fn train(
         load_params(&best_path, model.params_mut())?;
     }
     let test = evaluate_cases(model, &exp.split.test, exp.num_items(), config)?;
-    let out = report(exp, model, &state, true, Some(test));
+    let mut out = report(exp, model, &state, true, Some(test));
+    out.cold_start = exp.evaluate_cold_groups(model)?;
     save_json(&run_dir.join("report.json"), &out)?;
     Ok(out)
 }
@@ -738,7 +789,8 @@ fn fit_directly(
     save_params(&run_dir.join("weights.safetensors"), model.params())?;
     save_json(&run_dir.join("state.json"), &state)?;
     let test = evaluate_cases(model, &exp.split.test, exp.num_items(), config)?;
-    let out = report(exp, model, &state, true, Some(test));
+    let mut out = report(exp, model, &state, true, Some(test));
+    out.cold_start = exp.evaluate_cold_groups(model)?;
     save_json(&run_dir.join("report.json"), &out)?;
     Ok(out)
 }
@@ -765,6 +817,7 @@ fn report(
         parameters: model.params().num_scalars(),
         finished,
         test,
+        cold_start: Vec::new(),
         log: state.log.clone(),
     }
 }

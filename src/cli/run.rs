@@ -104,7 +104,14 @@ fn print_train_report(report: &TrainReport, out: &Path, json: bool) -> Result<()
                 report.seconds_per_epoch,
                 out.display()
             );
+            if !report.cold_start.is_empty() {
+                println!("\nwarm users and items:");
+            }
             println!("{}", test.to_markdown_table());
+            for group in &report.cold_start {
+                println!("\n{} ({} cases):", group.group, group.cases);
+                println!("{}", group.test.to_markdown_table());
+            }
         }
         None => println!(
             "interrupted after {} epochs; continue with: seqrec train --out {} --resume",
@@ -137,21 +144,29 @@ pub fn evaluate(args: EvaluateArgs, json: bool) -> Result<()> {
         exp.num_items(),
         &exp.config,
     )?;
+    let cold_start = exp.evaluate_cold_groups(model.as_ref())?;
     if json {
         #[derive(Serialize)]
         struct Out<'a> {
             model: &'a str,
             dataset: &'a str,
             test: &'a EvalReport,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            cold_start: &'a [crate::train::GroupReport],
         }
         return print_json(&Out {
             model: model.name(),
             dataset: &exp.dataset_name,
             test: &report,
+            cold_start: &cold_start,
         });
     }
     println!("{} on {} (test split):", model.name(), exp.dataset_name);
     println!("{}", report.to_markdown_table());
+    for group in &cold_start {
+        println!("\n{} ({} cases):", group.group, group.cases);
+        println!("{}", group.test.to_markdown_table());
+    }
     Ok(())
 }
 

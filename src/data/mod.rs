@@ -6,6 +6,7 @@
 //! contiguous; id 0 is reserved for padding (and for "unknown" in side-information fields).
 
 pub mod batch;
+pub mod cold;
 pub mod fetch;
 pub mod find;
 pub mod load;

@@ -28,12 +28,23 @@
 //! item i — the item with its own side information folded in, at width d.
 //! Training: next item at every position, full-softmax cross-entropy or BCE with sampled
 //! negatives.
+//!
+//! Cold start (`data::cold`, the survey's issue 6):
+//! - Cold items have no training interaction, so their row of item_embedding is untrained
+//!   noise: it is replaced by zero, N_i = Σ_f pooled item field f of item i, and they are kept
+//!   out of the training softmax (logit −∞: a new item is unknown, not a known negative).
+//! - Id dropout (DropoutNet, Volkovs et al. 2017; `item_id_dropout` = p): at each training
+//!   step every item's id row is zero with probability p (in S and in N alike), so the model
+//!   also learns to rank, and read, items from their features alone.
+//! - Start position (`first_item_from_user`): h_0 = W_0 · Σ_g m_g + b_0 from the user
+//!   fields alone, trained with the extra loss −log softmax(h_0 · N)[first item of the
+//!   window]; a sequence with no history is scored h_0 · N_i.
 
 use super::layers::{BlockStack, ItemRelevance, Linear};
 use super::side_info::{SideInfo, add_field_table, pooled_field};
 use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, latest_positions,
-    next_item_loss,
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, last_position_scores,
+    latest_positions, next_item_loss_excluding,
 };
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
@@ -58,8 +69,16 @@ pub struct Amsrm {
     encoder: BlockStack,
     /// The item level of the two-level attention (`item_attention`).
     item_relevance: Option<ItemRelevance>,
+    /// W_0, b_0 of the start position h_0 (`first_item_from_user`).
+    start: Option<Linear>,
     dim: usize,
     dropout: f32,
+    items: usize,
+    item_id_dropout: f32,
+    /// Cold-start items (`set_cold_items`): represented by their features alone.
+    cold_items: Vec<u32>,
+    /// Logit offsets keeping the cold items out of the training softmax.
+    cold_offsets: Option<Tensor>,
 }
 
 impl Amsrm {
@@ -150,6 +169,18 @@ impl Amsrm {
         };
         let fuse = Linear::new(&mut store, "fuse", fused_width, d, &mut rng)?;
         let encoder = BlockStack::new(&mut store, config, &mut rng)?;
+        let start = if config.first_item_from_user {
+            if user_field_tables.is_empty() {
+                return Err(crate::error::Error::Invalid(
+                    "model_options.first_item_from_user needs user features (the data set's, \
+                     with model_options.user_features = true)"
+                        .into(),
+                ));
+            }
+            Some(Linear::new(&mut store, "start", d, d, &mut rng)?)
+        } else {
+            None
+        };
         // Created last, so that every other weight starts as it does without the option.
         let item_relevance = if config.item_attention {
             Some(ItemRelevance::new(
@@ -175,8 +206,13 @@ impl Amsrm {
             fuse,
             encoder,
             item_relevance,
+            start,
             dim: d,
             dropout: config.dropout,
+            items,
+            item_id_dropout: config.item_id_dropout,
+            cold_items: Vec::new(),
+            cold_offsets: None,
         })
     }
 
@@ -190,9 +226,38 @@ impl Amsrm {
             .collect()
     }
 
+    /// The item id table `[items + 1, d]` with the rows of the cold items — and in training,
+    /// by id dropout, of a random share of the others — set to zero.
+    fn item_ids(&self, tape: &mut Tape) -> Result<Var> {
+        let table = tape.param(&self.store, self.item_embedding);
+        let dropout = if tape.training() {
+            self.item_id_dropout
+        } else {
+            0.0
+        };
+        if self.cold_items.is_empty() && dropout == 0.0 {
+            return Ok(table);
+        }
+        let rows = self.items + 1;
+        let mut keep = vec![1.0f32; rows];
+        if dropout > 0.0 {
+            let stream = tape.next_stream();
+            for (i, k) in keep.iter_mut().enumerate().skip(1) {
+                if crate::rng::uniform_at(stream, i as u32) < dropout {
+                    *k = 0.0;
+                }
+            }
+        }
+        for &item in &self.cold_items {
+            keep[item as usize] = 0.0;
+        }
+        let keep = tape.constant(Tensor::from_vec(&[rows, 1], keep)?);
+        tape.mul(table, keep)
+    }
+
     /// N: item embeddings with the items' own side information folded in, `[items + 1, d]`.
-    fn output_items(&self, tape: &mut Tape, item_fields: &[Var]) -> Result<Var> {
-        let mut items = tape.param(&self.store, self.item_embedding);
+    fn output_items(&self, tape: &mut Tape, ids: Var, item_fields: &[Var]) -> Result<Var> {
+        let mut items = ids;
         for &field in item_fields {
             items = tape.add(items, field)?;
         }
@@ -201,7 +266,7 @@ impl Amsrm {
 
     /// F (eq. 7) at every position `[B, n, d]`, and N (eq. 8).
     fn encode(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Var)> {
-        let (e, item_fields) = self.embed(tape, input)?;
+        let (e, item_fields, ids) = self.embed(tape, input)?;
         let hidden = match &self.item_relevance {
             Some(relevance) => {
                 let weights = relevance.forward(tape, &self.store, e, &input.items)?;
@@ -210,7 +275,7 @@ impl Amsrm {
             }
             None => self.encoder.forward(tape, &self.store, e, &input.items)?,
         };
-        let items = self.output_items(tape, &item_fields)?;
+        let items = self.output_items(tape, ids, &item_fields)?;
         Ok((hidden, items))
     }
 
@@ -221,7 +286,7 @@ impl Amsrm {
             return Ok(None);
         };
         let mut tape = Tape::inference().on(self.store.device());
-        let (e, _) = self.embed(&mut tape, input)?;
+        let (e, _, _) = self.embed(&mut tape, input)?;
         let weights = relevance.forward(&mut tape, &self.store, e, &input.items)?;
         let shape = input.items.shape();
         let (b, n) = (shape[0], shape[1]);
@@ -231,14 +296,15 @@ impl Amsrm {
         Ok(Some(Tensor::from_vec(&[b, n], weights)?))
     }
 
-    /// E' (eq. 3 projected to width d, after dropout) `[B, n, d]`, and the pooled item fields.
-    fn embed(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Vec<Var>)> {
+    /// E' (eq. 3 projected to width d, after dropout) `[B, n, d]`, the pooled item fields, and
+    /// the id table the sequence part used (cold and dropped-out rows zeroed).
+    fn embed(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Vec<Var>, Var)> {
         let store = &self.store;
         let shape = input.items.shape();
         let (b, n, d) = (shape[0], shape[1], self.dim);
 
         // S: the sequence part of eq. 3.
-        let table = tape.param(store, self.item_embedding);
+        let table = self.item_ids(tape)?;
         let s = tape.embedding(table, &input.items)?;
         let s = tape.scale(s, (d as f32).sqrt())?;
         let positions = tape.param(store, self.position_embedding);
@@ -278,7 +344,54 @@ impl Amsrm {
         };
         let e = self.fuse.forward(tape, store, e)?;
         let e = tape.dropout(e, self.dropout)?;
-        Ok((e, item_fields))
+        Ok((e, item_fields, table))
+    }
+
+    /// h_0 = W_0 · Σ_g m_g + b_0, the start position of each user `[B, d]`.
+    fn start_position(&self, tape: &mut Tape, start: &Linear, users: &Ids) -> Result<Var> {
+        let mut sum = None;
+        for (field, &table) in self.side.users.iter().zip(&self.user_field_tables) {
+            let pooled = pooled_field(tape, &self.store, table, field)?;
+            let per_user = tape.embedding(pooled, users)?;
+            sum = Some(match sum {
+                Some(sum) => tape.add(sum, per_user)?,
+                None => per_user,
+            });
+        }
+        let sum = sum.expect("checked in new: the start position has user fields");
+        start.forward(tape, &self.store, sum)
+    }
+
+    /// The start loss: each window's first item predicted from h_0 alone.
+    fn start_loss(
+        &self,
+        tape: &mut Tape,
+        start: &Linear,
+        input: &SequenceInput,
+        items: Var,
+    ) -> Result<Option<Var>> {
+        let n = input.items.shape()[1];
+        let mut rows = Vec::new();
+        let mut firsts = Vec::new();
+        for (row, window) in input.items.values().chunks(n).enumerate() {
+            if let Some(&first) = window.iter().find(|&&i| i != 0) {
+                rows.push(row as u32);
+                firsts.push(first);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let count = rows.len();
+        let h0 = self.start_position(tape, start, &input.users)?;
+        let h0 = tape.index_select(h0, 0, &Ids::from_vec(&[count], rows)?)?;
+        let mut logits = tape.matmul_t(h0, items, false, true)?;
+        if let Some(offsets) = &self.cold_offsets {
+            let offsets = tape.constant(offsets.clone());
+            logits = tape.add(logits, offsets)?;
+        }
+        let firsts = Ids::from_vec(&[count], firsts)?;
+        Ok(Some(tape.cross_entropy(logits, &firsts, None)?))
     }
 
     /// α_{i,f} = softmax_f((S_i W_q)·(m_f W_k)/√d); M_i = Σ_f α_{i,f} m_f. Returns `[B, n, d]`.
@@ -328,11 +441,48 @@ impl Model for Amsrm {
 
     fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var> {
         let (hidden, items) = self.encode(tape, &batch.input)?;
-        next_item_loss(tape, hidden, items, batch, kind)
+        let loss =
+            next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())?;
+        match &self.start {
+            Some(start) => match self.start_loss(tape, start, &batch.input, items)? {
+                Some(start_loss) => tape.add(loss, start_loss),
+                None => Ok(loss),
+            },
+            None => Ok(loss),
+        }
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
         let (hidden, items) = self.encode(tape, input)?;
-        last_position_scores(tape, hidden, items)
+        let scores = last_position_scores(tape, hidden, items)?;
+        let Some(start) = &self.start else {
+            return Ok(scores);
+        };
+        // Rows with no history take h_0 · N instead.
+        let n = input.items.shape()[1];
+        let empty: Vec<f32> = input
+            .items
+            .values()
+            .chunks(n)
+            .map(|window| f32::from(window.iter().all(|&i| i == 0)))
+            .collect();
+        if !empty.contains(&1.0) {
+            return Ok(scores);
+        }
+        let b = empty.len();
+        let h0 = self.start_position(tape, start, &input.users)?;
+        let start_scores = tape.matmul_t(h0, items, false, true)?;
+        let has_history: Vec<f32> = empty.iter().map(|e| 1.0 - e).collect();
+        let empty = tape.constant(Tensor::from_vec(&[b, 1], empty)?);
+        let has_history = tape.constant(Tensor::from_vec(&[b, 1], has_history)?);
+        let scores = tape.mul(scores, has_history)?;
+        let start_scores = tape.mul(start_scores, empty)?;
+        tape.add(scores, start_scores)
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        self.cold_offsets = excluded_items_offsets(self.items, items)?;
+        self.cold_items = items.to_vec();
+        Ok(())
     }
 }

@@ -117,6 +117,32 @@ pub trait Model: Send + Sync {
             self.name()
         )))
     }
+
+    /// The cold-start study's cold items (`data.cold_items`): catalogue items with no training
+    /// interaction that evaluation still ranks. A model that trains with a full softmax keeps
+    /// them out of it (a new item is unknown at training time, not a known negative), and one
+    /// with item side information represents them by it alone. By default they are ignored:
+    /// they stay in the training softmax as negatives.
+    fn set_cold_items(&mut self, _items: &[u32]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Logit offsets `[items + 1]` that keep `excluded` items out of a training softmax: −1e9 at
+/// them (a probability of exactly 0, hence no gradient), 0 elsewhere. None when none are.
+pub fn excluded_items_offsets(items: usize, excluded: &[u32]) -> Result<Option<Tensor>> {
+    if excluded.is_empty() {
+        return Ok(None);
+    }
+    let mut offsets = vec![0.0f32; items + 1];
+    for &item in excluded {
+        *offsets.get_mut(item as usize).ok_or_else(|| {
+            Error::Invalid(format!(
+                "excluded item {item} is beyond the catalogue of {items} items"
+            ))
+        })? = -1e9;
+    }
+    Ok(Some(Tensor::from_vec(&[items + 1], offsets)?))
 }
 
 /// Next-item loss at every position. `hidden` `[B, n, d]` are the sequence representations,
@@ -127,6 +153,18 @@ pub fn next_item_loss(
     items: Var,
     batch: &TrainingBatch,
     kind: LossKind,
+) -> Result<Var> {
+    next_item_loss_excluding(tape, hidden, items, batch, kind, None)
+}
+
+/// `next_item_loss` whose full softmax adds `offsets` (`excluded_items_offsets`) to the logits.
+pub fn next_item_loss_excluding(
+    tape: &mut Tape,
+    hidden: Var,
+    items: Var,
+    batch: &TrainingBatch,
+    kind: LossKind,
+    offsets: Option<&Tensor>,
 ) -> Result<Var> {
     let shape = tape.shape(hidden).to_vec();
     let (b, n, d) = (shape[0], shape[1], shape[2]);
@@ -148,6 +186,14 @@ pub fn next_item_loss(
             let rows = tape.index_select(rows, 0, &Ids::from_vec(&[count], real)?)?;
             let targets = Ids::from_vec(&[count], targets)?;
             let row_weights = Tensor::from_vec(&[count], row_weights)?;
+            if let Some(offsets) = offsets {
+                // Excluded items (cold-start study): the logits need the offsets added, so
+                // this path builds them; the usual one never does.
+                let logits = tape.matmul_t(rows, items, false, true)?;
+                let offsets = tape.constant(offsets.clone());
+                let logits = tape.add(logits, offsets)?;
+                return tape.cross_entropy(logits, &targets, Some(&row_weights));
+            }
             tape.linear_cross_entropy(rows, items, &targets, Some(&row_weights))
         }
         LossKind::SampledBce => {

@@ -11,14 +11,15 @@
 
 use super::layers::BlockStack;
 use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, latest_positions,
-    next_item_loss,
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, last_position_scores,
+    latest_positions, next_item_loss_excluding,
 };
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::optim::{ParamId, ParamStore};
 use crate::rng::Rng;
+use crate::tensor::Tensor;
 
 pub struct SasRec {
     store: ParamStore,
@@ -27,6 +28,9 @@ pub struct SasRec {
     encoder: BlockStack,
     dim: usize,
     dropout: f32,
+    items: usize,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl SasRec {
@@ -44,6 +48,8 @@ impl SasRec {
             encoder,
             dim: d,
             dropout: config.dropout,
+            items,
+            cold_offsets: None,
         })
     }
 
@@ -81,12 +87,17 @@ impl Model for SasRec {
     fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var> {
         let hidden = self.encode(tape, &batch.input)?;
         let items = tape.param(&self.store, self.item_embedding);
-        next_item_loss(tape, hidden, items, batch, kind)
+        next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
         let hidden = self.encode(tape, input)?;
         let items = tape.param(&self.store, self.item_embedding);
         last_position_scores(tape, hidden, items)
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        self.cold_offsets = excluded_items_offsets(self.items, items)?;
+        Ok(())
     }
 }
