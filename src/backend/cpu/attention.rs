@@ -29,8 +29,11 @@ use crate::backend::{AttentionKernels, AttentionSpec};
 use crate::rng::uniform_at;
 use crate::tensor::Tensor;
 
-/// Query rows and keys per block. A block of scores (64×64 floats = 16 KiB) stays in L1.
-pub const BLOCK: usize = 32;
+/// Query rows and keys per block. A block of scores (64×64 floats = 16 KiB) stays in L1, and
+/// a SASRec sequence of 50 is one block: fewer, larger block products (matrixmultiply packs
+/// each operand per call). Measured against 32 on an AVX-512 Xeon, B = 128, d = 64:
+/// L = 50 fwd 1.85 → 1.22 ms, fwd+bwd 4.03 → 3.49 ms; L = 200 fwd+bwd 34.9 → 30.4 ms.
+pub const BLOCK: usize = 64;
 
 /// Per-thread scratch buffers, reused across the batch items a thread handles.
 struct Scratch {
