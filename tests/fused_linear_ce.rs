@@ -1,6 +1,6 @@
 //! The fused output layer + cross-entropy (`Tape::linear_cross_entropy`): its gradients
 //! against f64 finite differences, its values and gradients against the composed
-//! `matmul_t` + `cross_entropy` graph on sizes that cross its row parts (256 rows), the same
+//! `matmul_t` + `cross_entropy` graph on sizes that cross its row parts (128-512 rows), the same
 //! bits on 1 and 2 threads, shape errors, and the no-grad path.
 
 mod common;
@@ -109,10 +109,11 @@ fn fused_equals_composed_across_part_boundaries() {
     for (n, v, d) in [
         (1, 2, 1),
         (7, 33, 5),
-        (255, 40, 8),
-        (256, 41, 8),
-        (257, 129, 16),
+        (511, 40, 8),
+        (512, 41, 8),
+        (513, 129, 16),
         (700, 1683, 64),
+        (300, 12102, 4),
     ] {
         let (rows, items, targets, w) = problem(n, v, d, 12 + n as u64);
         let (loss_f, drows_f, ditems_f) = run(&rows, &items, &targets, &w, true);

@@ -10,7 +10,7 @@
 //!
 //! Composed from ops, this allocates the logits and their gradient (N·V floats each, 42 MB for
 //! a batch of 880 rows over Beauty's 12,102 items), writes them to memory and reads them back
-//! three times. Here the rows are cut into parts of `PART_ROWS`: a part's logits live in a
+//! three times. Here the rows are cut into parts (`part_rows`): a part's logits live in a
 //! per-thread scratch buffer, turn into its gradient in place and are consumed at once by the
 //! two gradient products, so the `[N, V]` matrices never exist. The gradient is computed with
 //! the loss (the loss is the last op of a step, so dloss is almost always 1; the tape's
@@ -27,10 +27,18 @@ use rayon::prelude::*;
 use super::linalg::{sgemm, sgemm_strided_c};
 use super::math::{fast_exp, max_of, sum_of};
 
-/// Rows per part: enough that packing E for the part's products costs little next to the
-/// products themselves (matrixmultiply packs both operands on every call), few enough that
-/// a 2-core machine still gets several parts from one batch.
-const PART_ROWS: usize = 256;
+/// Rows per part: the part's logits (rows × V floats) should stay within about 4 MiB, the L2
+/// of a current core, while a part keeps enough rows that packing E for its products
+/// (matrixmultiply packs both operands on every call) costs little next to the products.
+/// Both depend only on V, never on the thread count. Measured on an AVX-512 Xeon, fwd+bwd:
+/// 6400 rows × 1,683 items 28.7 ms at 256 rows, 24.6 ms at 512; 880 rows × 12,102 items
+/// 34.1 ms at 256, 26.5 ms at 128.
+fn part_rows(items: usize) -> usize {
+    const SCRATCH_FLOATS: usize = 1 << 20;
+    let fit = (SCRATCH_FLOATS / items.max(1)).max(1);
+    // The largest power of two that fits, between 128 and 512.
+    (1usize << fit.ilog2()).clamp(128, 512)
+}
 
 thread_local! {
     /// The part's logits / gradient, reused across parts and steps (no allocation, no zeroing:
@@ -88,9 +96,10 @@ pub fn linear_cross_entropy(
 
     // One part: its loss sum and (with gradients) its ∂L/∂E accumulator; its ∂L/∂H rows go
     // straight into `drows_part`.
+    let rows_per_part = part_rows(v);
     let part = |index: usize, drows_part: Option<&mut [f32]>| -> (f64, Option<Vec<f32>>) {
-        let first = index * PART_ROWS;
-        let m = PART_ROWS.min(n - first);
+        let first = index * rows_per_part;
+        let m = rows_per_part.min(n - first);
         let h = &rows[first * d..(first + m) * d];
         SCRATCH.with_borrow_mut(|scratch| {
             if scratch.len() < m * v {
@@ -133,7 +142,7 @@ pub fn linear_cross_entropy(
         })
     };
 
-    let parts = n.div_ceil(PART_ROWS);
+    let parts = n.div_ceil(rows_per_part);
     let mut drows = if with_grads {
         vec![0.0f32; n * d]
     } else {
@@ -142,7 +151,7 @@ pub fn linear_cross_entropy(
     let results: Vec<(f64, Option<Vec<f32>>)> = match (with_grads, parts) {
         (true, 1) => vec![part(0, Some(&mut drows))],
         (true, _) => drows
-            .par_chunks_mut(PART_ROWS * d)
+            .par_chunks_mut(rows_per_part * d)
             .enumerate()
             .map(|(index, drows_part)| part(index, Some(drows_part)))
             .collect(),
