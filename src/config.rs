@@ -64,6 +64,13 @@ pub struct ModelConfig {
     /// AMSRM: weight side-information fields with feature-level attention (false = plain
     /// concatenation, the ablation).
     pub feature_attention: bool,
+    /// AMSRM: how the side information M joins the sequence part S: "concat" (the paper's
+    /// eq. 3, E = concat(S, M)·W_E + b_E) or "add" (E = S + M·W_M + b_M: S reaches the blocks
+    /// exactly as in SASRec, and the side information can only add to it).
+    pub side_fusion: String,
+    /// AMSRM: fold each item's own side information into its output embedding
+    /// (N_i = item_i + Σ_f field_f(i), eq. 8); false = score against the id embedding only.
+    pub side_info_in_output: bool,
     /// AMSRM: item-level attention, the second level of the survey's two-level attention: a
     /// learned weight in (0, 1) for each item of the sequence against the causal intent,
     /// which reweights that item in every self-attention block (`layers::ItemRelevance`).
@@ -232,6 +239,8 @@ impl Default for ModelConfig {
             dropout: 0.2,
             ffn_dim: 64,
             feature_attention: true,
+            side_fusion: "concat".into(),
+            side_info_in_output: true,
             item_attention: false,
             item_attention_tied: false,
             user_features: true,
@@ -332,6 +341,12 @@ impl Config {
         let bad = |what: String| Err(Error::Invalid(format!("config: {what}")));
         if self.data.max_len == 0 {
             return bad("data.max_len must be at least 1".into());
+        }
+        if !["concat", "add"].contains(&self.model_options.side_fusion.as_str()) {
+            return bad(format!(
+                "model_options.side_fusion must be \"concat\" or \"add\", got {:?}",
+                self.model_options.side_fusion
+            ));
         }
         if !["auto", "leave-one-out", "last-day"].contains(&self.data.split.as_str()) {
             return bad(format!(

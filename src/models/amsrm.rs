@@ -13,6 +13,8 @@
 //!         α_{i,f} = softmax_f((S_i W_q) · (m_f W_k) / √d),  M_i = Σ_f α_{i,f} m_f
 //!   (with `feature_attention = false`, the ablation: M_i = concat_f m_f).
 //!   The concatenation changes the width, so E is projected back to d: E' = E W_E + b_E.
+//!   (`side_fusion = "add"`: E' = S + M W_M + b_M instead — S enters the blocks exactly as in
+//!   SASRec and the side information is an additive correction.)
 //! Self-attention (eq. 4), feed-forward (eq. 5), stacking (eq. 6-7): SASRec's blocks
 //! (`layers::AttentionBlock`): causal, padding masked, residuals, layer norm, dropout.
 //! Item-level attention (`item_attention = true`; the survey's two-level attention, section
@@ -25,7 +27,10 @@
 //! so an item unrelated to the sequence's intent (a noisy click) gets little attention at
 //! every layer; a_{n,j} are the weights the prediction at the last position uses.
 //! Prediction (eq. 8): r_{i,t} = F_t · N_i, N_i = item_embedding(i) + Σ_f pooled item field f of
-//! item i — the item with its own side information folded in, at width d.
+//! item i — the item with its own side information folded in, at width d
+//! (`side_info_in_output = false`: N_i = item_embedding(i)).
+//! Note: a cold item has no id row (zeroed, see below); with `side_info_in_output = false`
+//! it scores 0 — the cold-start study needs the default.
 //! Training: next item at every position, full-softmax cross-entropy or BCE with sampled
 //! negatives.
 //!
@@ -64,8 +69,11 @@ pub struct Amsrm {
     /// Feature-level attention: query from S_i, keys from each field.
     feature_query: Option<Linear>,
     feature_key: Option<Linear>,
-    /// E = concat(S, M) → width d.
+    /// E = concat(S, M) → width d (`side_fusion = "concat"`), or M → width d, added to S
+    /// (`"add"`).
     fuse: Linear,
+    add_side: bool,
+    side_info_in_output: bool,
     encoder: BlockStack,
     /// The item level of the two-level attention (`item_attention`).
     item_relevance: Option<ItemRelevance>,
@@ -167,7 +175,14 @@ impl Amsrm {
         } else {
             (None, None, d * (1 + fields))
         };
-        let fuse = Linear::new(&mut store, "fuse", fused_width, d, &mut rng)?;
+        // "add" projects only M (the fused width without S's d columns).
+        let add_side = config.side_fusion == "add" && fields > 0;
+        let fuse_width = if add_side {
+            fused_width - d
+        } else {
+            fused_width
+        };
+        let fuse = Linear::new(&mut store, "fuse", fuse_width, d, &mut rng)?;
         let encoder = BlockStack::new(&mut store, config, &mut rng)?;
         let start = if config.first_item_from_user {
             if user_field_tables.is_empty() {
@@ -204,6 +219,8 @@ impl Amsrm {
             feature_query,
             feature_key,
             fuse,
+            add_side,
+            side_info_in_output: config.side_info_in_output,
             encoder,
             item_relevance,
             start,
@@ -258,6 +275,9 @@ impl Amsrm {
     /// N: item embeddings with the items' own side information folded in, `[items + 1, d]`.
     fn output_items(&self, tape: &mut Tape, ids: Var, item_fields: &[Var]) -> Result<Var> {
         let mut items = ids;
+        if !self.side_info_in_output {
+            return Ok(items);
+        }
         for &field in item_fields {
             items = tape.add(items, field)?;
         }
@@ -330,19 +350,27 @@ impl Amsrm {
             fields.push(tape.add(zeros, per_user)?);
         }
 
-        // E = concat(S, M), projected back to width d.
-        let e = match (&self.feature_query, &self.feature_key) {
+        // M: the fields weighted by feature-level attention, or concatenated (the ablation).
+        let m = match (&self.feature_query, &self.feature_key) {
             (Some(query), Some(key)) => {
-                let m = self.feature_attention(tape, query, key, s, &fields, b * n)?;
-                tape.concat(&[s, m], 2)?
+                Some(self.feature_attention(tape, query, key, s, &fields, b * n)?)
             }
-            _ => {
-                let mut parts = vec![s];
-                parts.extend(&fields);
-                tape.concat(&parts, 2)?
-            }
+            _ if fields.is_empty() => None,
+            _ => Some(tape.concat(&fields, 2)?),
         };
-        let e = self.fuse.forward(tape, store, e)?;
+        let e = match m {
+            // E = S + M W_M + b_M.
+            Some(m) if self.add_side => {
+                let side = self.fuse.forward(tape, store, m)?;
+                tape.add(s, side)?
+            }
+            // E = concat(S, M), projected back to width d.
+            Some(m) => {
+                let e = tape.concat(&[s, m], 2)?;
+                self.fuse.forward(tape, store, e)?
+            }
+            None => self.fuse.forward(tape, store, s)?,
+        };
         let e = tape.dropout(e, self.dropout)?;
         Ok((e, item_fields, table))
     }
