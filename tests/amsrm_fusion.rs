@@ -13,22 +13,9 @@ use seqrec::train::{Experiment, TrainOptions, evaluate_cases, train};
 use seqrec::{Ids, Tape, Tensor};
 
 fn config(extra: &[&str]) -> Config {
-    let mut sets: Vec<String> = [
-        "data.max_len=10",
-        "model_options.dim=16",
-        "model_options.ffn_dim=16",
-        "model_options.heads=2",
-        "model_options.dropout=0.0",
-        "train.batch_size=16",
-        "train.lr=0.01",
-        "train.patience=0",
-        "train.epochs=12",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    Config::from_toml_with_overrides("model = \"amsrm\"\n", &sets).unwrap()
+    let mut all = vec!["model_options.heads=2", "model_options.dropout=0.0"];
+    all.extend_from_slice(extra);
+    common::small_config("amsrm", &all)
 }
 
 fn scores(model: &dyn Model, exp: &Experiment) -> Vec<f32> {

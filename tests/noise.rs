@@ -11,20 +11,7 @@ use seqrec::eval::noise::{insert_noise, noise_count};
 use seqrec::train::{Experiment, TrainOptions, evaluate_cases, train};
 
 fn config(model: &str, extra: &[&str]) -> Config {
-    let mut sets: Vec<String> = [
-        "data.max_len=10",
-        "model_options.dim=16",
-        "model_options.ffn_dim=16",
-        "train.batch_size=16",
-        "train.lr=0.01",
-        "train.patience=0",
-        "train.epochs=12",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    Config::from_toml_with_overrides(&format!("model = \"{model}\"\n"), &sets).unwrap()
+    common::small_config(model, extra)
 }
 
 /// A history of items 1001..=1000+len (outside a catalogue of 100, so noise is recognisable).

@@ -257,3 +257,23 @@ pub fn assert_gpu_follows_cpu(config: &seqrec::config::Config, label: &str) {
     // Adam's sign-like steps on near-zero gradients allow small differences in the scores.
     assert_close(&format!("{label} scores"), &gpu_scores, &cpu_scores, 2e-2);
 }
+
+/// A small, fast configuration for `model` (n = 10, d = 16, batch 16, lr 0.01, 12 epochs, no
+/// early stopping) with `extra` `key=value` overrides on top.
+pub fn small_config(model: &str, extra: &[&str]) -> seqrec::config::Config {
+    let mut sets: Vec<String> = [
+        "data.max_len=10",
+        "model_options.dim=16",
+        "model_options.ffn_dim=16",
+        "train.batch_size=16",
+        "train.lr=0.01",
+        "train.patience=0",
+        "train.epochs=12",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    seqrec::config::Config::from_toml_with_overrides(&format!("model = \"{model}\"\n"), &sets)
+        .unwrap()
+}
