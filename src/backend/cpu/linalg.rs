@@ -48,13 +48,13 @@ pub fn sgemm(
     c: &mut [f32],
 ) {
     assert!(c.len() >= m * n);
-    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n, 0.0);
+    sgemm_strided_c(m, k, n, a, rsa, csa, b, rsb, csb, c, n);
 }
 
-/// `c = op(a) · op(b) + beta·c` on an `m×n` window of a row-major matrix whose rows are `ldc`
-/// apart (a column block of a wider output); `beta` is 0 (overwrite) or 1 (accumulate).
+/// `sgemm` writing into an `m×n` window of a row-major matrix whose rows are `ldc` apart
+/// (a column block of a wider output).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn sgemm_strided_c(
+fn sgemm_strided_c(
     m: usize,
     k: usize,
     n: usize,
@@ -66,7 +66,6 @@ pub(super) fn sgemm_strided_c(
     csb: isize,
     c: &mut [f32],
     ldc: usize,
-    beta: f32,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -76,10 +75,8 @@ pub(super) fn sgemm_strided_c(
         "sgemm output out of bounds"
     );
     if k == 0 {
-        if beta == 0.0 {
-            for row in c.chunks_mut(ldc).take(m) {
-                row[..n].fill(0.0);
-            }
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(0.0);
         }
         return;
     }
@@ -103,7 +100,7 @@ pub(super) fn sgemm_strided_c(
             b.as_ptr(),
             rsb,
             csb,
-            beta,
+            0.0,
             c.as_mut_ptr(),
             ldc as isize,
             1,
@@ -213,20 +210,7 @@ pub fn par_sgemm(
             // the end of `c`, inside `c`'s allocation, which outlives this parallel loop.
             let c_block = unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
             let b_block = &b[j0 * csb as usize..];
-            sgemm_strided_c(
-                m,
-                k,
-                j1 - j0,
-                a,
-                rsa,
-                csa,
-                b_block,
-                rsb,
-                csb,
-                c_block,
-                n,
-                0.0,
-            );
+            sgemm_strided_c(m, k, j1 - j0, a, rsa, csa, b_block, rsb, csb, c_block, n);
         });
     }
 }

@@ -24,7 +24,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::linalg::{sgemm, sgemm_strided_c};
+use super::linalg::sgemm;
 use super::math::{fast_exp, max_of, sum_of};
 
 /// Rows per part: the part's logits (rows × V floats) should stay within about 4 MiB, the L2
@@ -121,23 +121,11 @@ pub fn linear_cross_entropy(
             let Some(drows_part) = drows_part else {
                 return (loss, None);
             };
-            // ∂L/∂H_part = g · E; ∂L/∂E += gᵀ · H_part (gᵀ read through strides).
+            // ∂L/∂H_part = g · E, and this part's share of ∂L/∂E = gᵀ · H_part (gᵀ read
+            // through strides).
             sgemm(m, v, d, z, v as isize, 1, items, d as isize, 1, drows_part);
             let mut ditems = vec![0.0f32; v * d];
-            sgemm_strided_c(
-                v,
-                m,
-                d,
-                z,
-                1,
-                v as isize,
-                h,
-                d as isize,
-                1,
-                &mut ditems,
-                d,
-                1.0,
-            );
+            sgemm(v, m, d, z, 1, v as isize, h, d as isize, 1, &mut ditems);
             (loss, Some(ditems))
         })
     };
