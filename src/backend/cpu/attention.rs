@@ -17,23 +17,29 @@
 //! (Dᵢ = Σⱼ Pᵢⱼ dPᵢⱼ even with dropout, because O already holds P ∘ Z.)
 //!
 //! Parallelism: one rayon task per batch item (it owns that item's rows of every output), all
-//! heads inside it. Block products go through `sgemm`: a hand-written 4×16 register-tiled
-//! product without packing measured 15-20% slower at d_h = 32/64, L = 50/200. The softmax
-//! loops work on contiguous rows of a block and use a polynomial `exp` that vectorizes.
+//! heads inside it. Block products go through `gemm_into` (the AVX-512 register-tiled
+//! micro-kernel, which needs no packing): per item and head Kᵀ (and Vᵀ for the backward) are
+//! transposed once, so every product reads contiguous rows, and the products add straight
+//! into the accumulators and gradients. Query blocks are small (`QUERY_BLOCK` rows) so that a
+//! causal block computes scores only up to its own last row: at L = 50 that is 67% of the
+//! full square instead of 100%. The softmax loops work on contiguous rows of a block and use
+//! a polynomial `exp` that vectorizes.
 
 use rayon::prelude::*;
 
 use super::math::{dot, fast_exp, max_of, sum_of};
-use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, sgemm, tensor};
+use super::microkernel::{TILE_ROWS, transpose};
+use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, gemm_into, tensor};
 use crate::backend::{AttentionKernels, AttentionSpec};
 use crate::rng::uniform_at;
 use crate::tensor::Tensor;
 
-/// Query rows and keys per block. A block of scores (64×64 floats = 16 KiB) stays in L1, and
-/// a SASRec sequence of 50 is one block: fewer, larger block products (matrixmultiply packs
-/// each operand per call). Measured against 32 on an AVX-512 Xeon, B = 128, d = 64:
-/// L = 50 fwd 1.85 → 1.22 ms, fwd+bwd 4.03 → 3.49 ms; L = 200 fwd+bwd 34.9 → 30.4 ms.
-pub const BLOCK: usize = 64;
+/// Query rows per block: three micro-kernel tiles. Small, because a causal block only needs
+/// the keys up to its last row; the products have no per-call packing, so small blocks cost
+/// little.
+pub const QUERY_BLOCK: usize = 3 * TILE_ROWS;
+/// Keys per block: a block of scores (18×64 floats) and of Kᵀ (d_h×64) stays in L1.
+pub const KEY_BLOCK: usize = 64;
 
 /// Per-thread scratch buffers, reused across the batch items a thread handles.
 struct Scratch {
@@ -41,11 +47,13 @@ struct Scratch {
     probs: Vec<f32>,
     drop_scales: Vec<f32>,
     d_scores: Vec<f32>,
-    product: Vec<f32>,
     acc: Vec<f32>,
     key_bias: Vec<f32>,
     row_max: Vec<f32>,
     row_sum: Vec<f32>,
+    /// Kᵀ and Vᵀ of the current head, `[d_h, L]` row-major.
+    keys_t: Vec<f32>,
+    values_t: Vec<f32>,
     /// Backward: D_i of the current head, and the item's gradients (dq, dk, dv) summed here
     /// before one write to the output. Writing fresh output pages once, instead of reading
     /// and adding into them block by block, halves the page faults on new allocations.
@@ -56,15 +64,16 @@ struct Scratch {
 impl Scratch {
     fn new(head_dim: usize) -> Scratch {
         Scratch {
-            scores: vec![0.0; BLOCK * BLOCK],
-            probs: vec![0.0; BLOCK * BLOCK],
-            drop_scales: vec![0.0; BLOCK * BLOCK],
-            d_scores: vec![0.0; BLOCK * BLOCK],
-            product: vec![0.0; BLOCK * head_dim],
-            acc: vec![0.0; BLOCK * head_dim],
-            key_bias: vec![0.0; BLOCK],
-            row_max: vec![0.0; BLOCK],
-            row_sum: vec![0.0; BLOCK],
+            scores: vec![0.0; QUERY_BLOCK * KEY_BLOCK],
+            probs: vec![0.0; QUERY_BLOCK * KEY_BLOCK],
+            drop_scales: vec![0.0; QUERY_BLOCK * KEY_BLOCK],
+            d_scores: vec![0.0; QUERY_BLOCK * KEY_BLOCK],
+            acc: vec![0.0; QUERY_BLOCK * head_dim],
+            key_bias: vec![0.0; KEY_BLOCK],
+            row_max: vec![0.0; QUERY_BLOCK],
+            row_sum: vec![0.0; QUERY_BLOCK],
+            keys_t: Vec::new(),
+            values_t: Vec::new(),
             row_dot: Vec::new(),
             item_grads: [Vec::new(), Vec::new(), Vec::new()],
         }
@@ -115,14 +124,11 @@ fn fill_drop_scales(spec: &AttentionSpec, first_index: usize, scales: &mut [f32]
     }
 }
 
-/// `dst[row0 + r][col0..col0 + cols] += src[r]` for the `src.len() / cols` rows of `src`.
-fn add_rows(dst: &mut [f32], width: usize, row0: usize, col0: usize, src: &[f32], cols: usize) {
-    for (r, src_row) in src.chunks_exact(cols).enumerate() {
-        let start = (row0 + r) * width + col0;
-        for (d, &s) in dst[start..start + cols].iter_mut().zip(src_row) {
-            *d += s;
-        }
-    }
+/// `dst` = the `[d_h, L]` transpose of columns `col..col + d_h` of the `[L, width]` `src`.
+fn transpose_head(src: &[f32], width: usize, col: usize, head_dim: usize, dst: &mut Vec<f32>) {
+    let len = src.len() / width;
+    dst.resize(head_dim * len, 0.0); // every element is overwritten
+    transpose(&src[col..], width, [len, head_dim], dst, len);
 }
 
 /// The number of keys query block `q0..q0+rows` can see: causal rows see no key beyond the
@@ -164,31 +170,32 @@ fn forward_item(
     } = *dims;
     for h in 0..heads {
         let col = h * dh;
-        for q0 in (0..len).step_by(BLOCK) {
-            let rows = BLOCK.min(len - q0);
+        transpose_head(k, width, col, dh, &mut scratch.keys_t);
+        for q0 in (0..len).step_by(QUERY_BLOCK) {
+            let rows = QUERY_BLOCK.min(len - q0);
             let acc = &mut scratch.acc[..rows * dh];
             acc.fill(0.0);
             scratch.row_max[..rows].fill(f32::NEG_INFINITY);
             scratch.row_sum[..rows].fill(0.0);
             let key_end = visible_keys(dims, spec.causal, q0, rows);
-            for k0 in (0..key_end).step_by(BLOCK) {
-                let keys = BLOCK.min(key_end - k0);
+            for k0 in (0..key_end).step_by(KEY_BLOCK) {
+                let keys = KEY_BLOCK.min(key_end - k0);
                 let bias = &mut scratch.key_bias[..keys];
                 if !fill_key_bias(mask, k0, bias) {
                     continue; // every key of the block is padding
                 }
                 let scores = &mut scratch.scores[..rows * keys];
-                sgemm(
+                gemm_into(
                     rows,
                     dh,
                     keys,
                     &q[q0 * width + col..],
-                    width as isize,
-                    1,
-                    &k[k0 * width + col..],
-                    1,
-                    width as isize,
+                    [width, 1],
+                    &scratch.keys_t[k0..],
+                    len,
                     scores,
+                    keys,
+                    false,
                 );
                 for (r, row) in scores.chunks_exact_mut(keys).enumerate() {
                     let i = q0 + r;
@@ -221,22 +228,19 @@ fn forward_item(
                         row.iter_mut().zip(scales.iter()).for_each(|(p, z)| *p *= z);
                     }
                 }
-                let product = &mut scratch.product[..rows * dh];
-                sgemm(
+                // acc += (P ∘ Z) V_j
+                gemm_into(
                     rows,
                     keys,
                     dh,
                     scores,
-                    keys as isize,
-                    1,
+                    [keys, 1],
                     &v[k0 * width + col..],
-                    width as isize,
-                    1,
-                    product,
+                    width,
+                    acc,
+                    dh,
+                    true,
                 );
-                acc.iter_mut()
-                    .zip(product.iter())
-                    .for_each(|(a, p)| *a += p);
             }
             for r in 0..rows {
                 let i = q0 + r;
@@ -287,37 +291,39 @@ fn backward_item(
     let row_dot = &mut scratch.row_dot;
     for h in 0..heads {
         let col = h * dh;
+        transpose_head(k, width, col, dh, &mut scratch.keys_t);
+        transpose_head(v, width, col, dh, &mut scratch.values_t);
         // D_i = rowsum(dO ∘ O) over this head's columns.
         for (i, d) in row_dot.iter_mut().enumerate() {
             let span = i * width + col..i * width + col + dh;
             *d = dot(&d_out[span.clone()], &out[span]);
         }
-        for q0 in (0..len).step_by(BLOCK) {
-            let rows = BLOCK.min(len - q0);
+        for q0 in (0..len).step_by(QUERY_BLOCK) {
+            let rows = QUERY_BLOCK.min(len - q0);
             let row_lse = &lse[h * len + q0..h * len + q0 + rows];
             if row_lse.iter().all(|l| !l.is_finite()) {
                 continue; // no row of this block sees any key: all gradients are zero
             }
             let key_end = visible_keys(dims, spec.causal, q0, rows);
-            for k0 in (0..key_end).step_by(BLOCK) {
-                let keys = BLOCK.min(key_end - k0);
+            for k0 in (0..key_end).step_by(KEY_BLOCK) {
+                let keys = KEY_BLOCK.min(key_end - k0);
                 let bias = &mut scratch.key_bias[..keys];
                 if !fill_key_bias(mask, k0, bias) {
                     continue;
                 }
                 // P = exp(S − LSE), recomputed.
                 let probs = &mut scratch.probs[..rows * keys];
-                sgemm(
+                gemm_into(
                     rows,
                     dh,
                     keys,
                     &q[q0 * width + col..],
-                    width as isize,
-                    1,
-                    &k[k0 * width + col..],
-                    1,
-                    width as isize,
+                    [width, 1],
+                    &scratch.keys_t[k0..],
+                    len,
                     probs,
+                    keys,
+                    false,
                 );
                 for (r, row) in probs.chunks_exact_mut(keys).enumerate() {
                     let i = q0 + r;
@@ -350,33 +356,31 @@ fn backward_item(
                     probs
                 };
                 // dV_j += (P ∘ Z)ᵀ dO_i
-                let product = &mut scratch.product[..keys * dh];
-                sgemm(
+                gemm_into(
                     keys,
                     rows,
                     dh,
                     dropped,
-                    1,
-                    keys as isize,
+                    [1, keys],
                     &d_out[q0 * width + col..],
-                    width as isize,
-                    1,
-                    product,
+                    width,
+                    &mut dv[k0 * width + col..],
+                    width,
+                    true,
                 );
-                add_rows(dv, width, k0, col, product, dh);
                 // dP = (dO_i V_jᵀ) ∘ Z, then dS = P ∘ (dP − D) · scale, in place.
                 let d_scores = &mut scratch.d_scores[..rows * keys];
-                sgemm(
+                gemm_into(
                     rows,
                     dh,
                     keys,
                     &d_out[q0 * width + col..],
-                    width as isize,
-                    1,
-                    &v[k0 * width + col..],
-                    1,
-                    width as isize,
+                    [width, 1],
+                    &scratch.values_t[k0..],
+                    len,
                     d_scores,
+                    keys,
+                    false,
                 );
                 let probs = &scratch.probs[..rows * keys];
                 for (r, (ds_row, p_row)) in d_scores
@@ -397,35 +401,31 @@ fn backward_item(
                     }
                 }
                 // dQ_i += dS K_j
-                let product = &mut scratch.product[..rows * dh];
-                sgemm(
+                gemm_into(
                     rows,
                     keys,
                     dh,
                     d_scores,
-                    keys as isize,
-                    1,
+                    [keys, 1],
                     &k[k0 * width + col..],
-                    width as isize,
-                    1,
-                    product,
+                    width,
+                    &mut dq[q0 * width + col..],
+                    width,
+                    true,
                 );
-                add_rows(dq, width, q0, col, product, dh);
                 // dK_j += dSᵀ Q_i
-                let product = &mut scratch.product[..keys * dh];
-                sgemm(
+                gemm_into(
                     keys,
                     rows,
                     dh,
                     d_scores,
-                    1,
-                    keys as isize,
+                    [1, keys],
                     &q[q0 * width + col..],
-                    width as isize,
-                    1,
-                    product,
+                    width,
+                    &mut dk[k0 * width + col..],
+                    width,
+                    true,
                 );
-                add_rows(dk, width, k0, col, product, dh);
             }
         }
     }

@@ -5,7 +5,8 @@
 //! between steps. Inside a block: the input projections of every step in one GEMM
 //! (`[rows·L, I] × [I, 3H]`), then per step one `[rows, H] × [H, 3H]` GEMM and a fused pass
 //! over the gates. Backward mirrors it: per step a fused pass for the gate gradients and one
-//! `[rows, 3H] × [3H, H]` GEMM for dh; then dx, dW_ih, dW_hh as GEMMs over all the block's
+//! `[rows, 3H] × [3H, H]` GEMM for dh (against W_hhᵀ, transposed once per call so that the
+//! per-step products read contiguous rows and need no packing); then dx, dW_ih, dW_hh as GEMMs over all the block's
 //! steps; the blocks' weight gradients are summed at the end.
 //!
 //! The gate math uses `math::fast_exp` (relative error ~1e-7) instead of libm's `exp`: it is
@@ -14,7 +15,8 @@
 use rayon::prelude::*;
 
 use super::math::fast_exp;
-use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, sgemm, tensor};
+use super::microkernel::transpose;
+use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, gemm_into, sgemm, tensor};
 use crate::backend::{GruGradients, RecurrentKernels};
 use crate::tensor::Tensor;
 
@@ -83,10 +85,11 @@ fn cell_forward(
     }
 }
 
-/// The weights of a call, as slices.
+/// The weights of a call, as slices (`w_hh_t`: W_hhᵀ row-major, backward only).
 struct Weights<'a> {
     w_ih: &'a [f32],
     w_hh: &'a [f32],
+    w_hh_t: &'a [f32],
     b_ih: &'a [f32],
     b_hh: &'a [f32],
 }
@@ -298,7 +301,6 @@ fn backward_block(
     let mut db_ih = vec![0.0f32; g3];
     let mut db_hh = vec![0.0f32; g3];
     let mut carry = vec![0.0f32; rows * hidden];
-    let mut through_w = vec![0.0f32; rows * hidden];
     let zeros = vec![0.0f32; hidden];
     for t in (0..length).rev() {
         for i in 0..rows {
@@ -323,22 +325,19 @@ fn backward_block(
         if t == 0 && b.h0.is_none() {
             break; // h_{-1} is a constant zero: nobody wants its gradient.
         }
-        // carry += dGH_t · W_hhᵀ (W_hhᵀ read through strides: row stride 1, column 3H).
-        sgemm(
+        // carry += dGH_t · W_hhᵀ
+        gemm_into(
             rows,
             g3,
             hidden,
             &dgh[t * g3..],
-            (length * g3) as isize,
-            1,
-            w.w_hh,
-            1,
-            g3 as isize,
-            &mut through_w,
+            [length * g3, 1],
+            w.w_hh_t,
+            hidden,
+            &mut carry,
+            hidden,
+            true,
         );
-        for (c, &v) in carry.iter_mut().zip(&through_w) {
-            *c += v;
-        }
     }
     if b.h0.is_some() {
         dh0.copy_from_slice(&carry);
@@ -441,6 +440,7 @@ impl RecurrentKernels for CpuBackend {
         let w = Weights {
             w_ih: w_ih.cpu(),
             w_hh: w_hh.cpu(),
+            w_hh_t: &[],
             b_ih: b_ih.cpu(),
             b_hh: b_hh.cpu(),
         };
@@ -501,9 +501,12 @@ impl RecurrentKernels for CpuBackend {
             hidden,
         };
         // The biases do not enter the backward; empty slices stand in for them.
+        let mut w_hh_t = vec![0.0f32; g3 * hidden];
+        transpose(w_hh.cpu(), g3, [hidden, g3], &mut w_hh_t, hidden);
         let w = Weights {
             w_ih: w_ih.cpu(),
             w_hh: w_hh.cpu(),
+            w_hh_t: &w_hh_t,
             b_ih: &[],
             b_hh: &[],
         };

@@ -1,5 +1,6 @@
-//! GEMM on the CPU: `matrixmultiply::sgemm` (its AVX2+FMA micro-kernel, or AVX-512 where the
-//! CPU has it) on each block, rayon across blocks. Parallelism is one level only, and every
+//! GEMM on the CPU: our register-tiled AVX-512 kernel (`microkernel`) where the build has
+//! AVX-512 and B's rows are contiguous (or B is small enough to transpose into scratch),
+//! otherwise `matrixmultiply::sgemm` (its AVX2+FMA micro-kernel); rayon across blocks. Parallelism is one level only, and every
 //! block's sgemm is single-threaded.
 //!
 //! How a product is cut into parallel blocks:
@@ -16,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::microkernel;
 use super::{CpuBackend, tensor};
 use crate::backend::LinalgKernels;
 use crate::tensor::Tensor;
@@ -31,6 +33,25 @@ const BLOCKS_PER_THREAD: usize = 2;
 /// long enough that each part still does real work.
 const SPLIT_K_MAX_OUTPUT: usize = 1 << 14;
 const SPLIT_K_MIN_DEPTH: usize = 512;
+
+/// Products the micro-kernel takes: B at most 512 × 256 (its column blocks of 64 stay in
+/// L1-L2 for a whole row block), and A either row-major or, if transposed, spanning at most
+/// 64 KiB (a tile reads one element of each of k rows of A per row: far-apart rows would
+/// each cost a cache miss). Larger ones — the 1683- to 12,102-wide output layers, the weight
+/// gradients with k = rows — run faster through `matrixmultiply`, whose packing makes every
+/// access unit-stride (6400×64×1683: 6.9 ms against 15.7 ms for the micro-kernel).
+fn small_enough(k: usize, n: usize, csa: isize) -> bool {
+    k <= 512 && n <= 256 && (csa == 1 || k * csa as usize <= 1 << 14)
+}
+
+/// A transposed B is copied to row-major scratch only for at least this many rows of A, so
+/// that the copy (k·n moves) is small against the product (2·m·k·n flops).
+const TRANSPOSE_MIN_ROWS: usize = 256;
+
+thread_local! {
+    /// Per-thread scratch for a transposed B.
+    static B_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// `c = op(a) · op(b)` for one `m×k · k×n` product, single-threaded. `a` and `b` are given
 /// with their row and column strides, which is how transposes are expressed.
@@ -86,6 +107,23 @@ fn sgemm_strided_c(
         a_extent < a.len() as isize && b_extent < b.len() as isize,
         "sgemm operand out of bounds"
     );
+    if microkernel::available() && rsa >= 0 && csa >= 0 && rsb >= 0 && small_enough(k, n, csa) {
+        let (rsa, csa) = (rsa as usize, csa as usize);
+        if csb == 1 {
+            microkernel::gemm(m, k, n, a, rsa, csa, b, rsb as usize, c, ldc, false);
+            return;
+        }
+        if rsb == 1 && m >= TRANSPOSE_MIN_ROWS {
+            // B is stored transposed (a weight `Wᵀ` read through strides): copy it into
+            // row-major scratch once, which every tile then reads with vector loads.
+            B_SCRATCH.with_borrow_mut(|scratch| {
+                scratch.resize(k * n, 0.0);
+                microkernel::transpose(b, csb as usize, [n, k], scratch, n);
+                microkernel::gemm(m, k, n, a, rsa, csa, scratch, n, c, ldc, false);
+            });
+            return;
+        }
+    }
     // SAFETY: the asserts above keep every element sgemm reads inside `a` and `b`, and every
     // element it writes inside `c`.
     unsafe {
@@ -101,6 +139,74 @@ fn sgemm_strided_c(
             rsb,
             csb,
             0.0,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
+}
+
+/// `c (+)= a · b` for the small products inside the fused kernels (attention blocks, GRU
+/// steps): element (i, p) of A at `a[i·rsa + p·csa]`, row p of B at `b[p·ldb..]` (contiguous),
+/// row i of C at `c[i·ldc..]`; with `accumulate` the product is added to C. The AVX-512
+/// micro-kernel where the build has it, `matrixmultiply` (which handles any strides)
+/// otherwise. Single-threaded.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_into(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    [rsa, csa]: [usize; 2],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if microkernel::available() {
+        return microkernel::gemm(m, k, n, a, rsa, csa, b, ldb, c, ldc, accumulate);
+    }
+    if m == 0 || n == 0 || (k == 0 && accumulate) {
+        return;
+    }
+    if !accumulate || k == 0 {
+        return sgemm_strided_c(
+            m,
+            k,
+            n,
+            a,
+            rsa as isize,
+            csa as isize,
+            b,
+            ldb as isize,
+            1,
+            c,
+            ldc,
+        );
+    }
+    assert!(
+        ldc >= n
+            && c.len() >= (m - 1) * ldc + n
+            && (m - 1) * rsa + (k - 1) * csa < a.len()
+            && (k - 1) * ldb + n <= b.len(),
+        "gemm_into operand out of bounds"
+    );
+    // SAFETY: the assert keeps every element read inside `a` and `b` and every element
+    // written inside `c`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            ldb as isize,
+            1,
+            1.0,
             c.as_mut_ptr(),
             ldc as isize,
             1,

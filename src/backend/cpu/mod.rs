@@ -1,5 +1,6 @@
 //! The CPU backend: rayon over independent rows, batches or heads (never nested), inner
-//! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM.
+//! loops over contiguous slices that the compiler vectorizes, `matrixmultiply` for GEMM and a
+//! register-tiled AVX-512 kernel (`microkernel`) for the small products of the fused kernels.
 
 mod activation;
 mod attention;
@@ -10,6 +11,7 @@ mod gru;
 mod linalg;
 mod linear_ce;
 mod math;
+pub mod microkernel;
 mod nn;
 mod optim;
 mod shape;
@@ -17,7 +19,7 @@ mod shape;
 use super::Backend;
 use crate::tensor::{Device, Storage, Tensor};
 
-pub use linalg::{par_sgemm, sgemm};
+pub use linalg::{gemm_into, par_sgemm, sgemm};
 
 /// Below this many elements a kernel runs on the calling thread: rayon's fork/join costs more
 /// than it saves.
