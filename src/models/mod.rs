@@ -7,6 +7,7 @@ pub mod attrec;
 pub mod bert4rec;
 pub mod bprmf;
 pub mod caser;
+pub mod featpop;
 pub mod fossil;
 pub mod fpmc;
 pub mod gru4rec;

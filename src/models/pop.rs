@@ -64,6 +64,17 @@ pub fn tie_break(counts: &[f32]) -> Vec<f32> {
     counts.iter().map(|&c| TIE_BREAK * c / max).collect()
 }
 
+/// `[batch, items + 1]` scores: the same `scores` row for every sequence of the batch.
+pub fn same_scores_for_all(tape: &mut Tape, input: &SequenceInput, scores: &Tensor) -> Result<Var> {
+    let b = input.users.shape()[0];
+    let row = scores.to_vec();
+    let mut rows = Vec::with_capacity(b * row.len());
+    for _ in 0..b {
+        rows.extend_from_slice(&row);
+    }
+    Ok(tape.constant(Tensor::from_vec(&[b, row.len()], rows)?))
+}
+
 /// The error of `loss` for a model fitted by counting.
 pub fn no_gradient_training(model: &str) -> Error {
     Error::Invalid(format!(
@@ -89,13 +100,7 @@ impl Model for Pop {
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
-        let b = input.users.shape()[0];
-        let counts = self.store.value(self.popularity).to_vec();
-        let mut rows = Vec::with_capacity(b * counts.len());
-        for _ in 0..b {
-            rows.extend_from_slice(&counts);
-        }
-        Ok(tape.constant(Tensor::from_vec(&[b, self.items + 1], rows)?))
+        same_scores_for_all(tape, input, self.store.value(self.popularity))
     }
 
     fn fits_directly(&self) -> bool {
