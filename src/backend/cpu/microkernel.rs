@@ -144,13 +144,15 @@ mod tests {
             (13, 192, 64),
             (64, 64, 192),
             (250, 300, 33),
+            (60, 70, 100),
             (12, 513, 80),
         ] {
             for transpose_a in [false, true] {
                 for accumulate in [false, true] {
                     let (rsa, csa) = if transpose_a { (1, m) } else { (k, 1) };
                     let a: Vec<f32> = (0..m * k).map(|_| rng.uniform() - 0.5).collect();
-                    let ldb = n + 3;
+                    // A B whose rows are far apart (a window of a wide matrix) is packed.
+                    let ldb = if m >= 48 { n + 300 } else { n + 3 };
                     let b: Vec<f32> = (0..k * ldb).map(|_| rng.uniform() - 0.5).collect();
                     let ldc = n + 5;
                     let c0: Vec<f32> = (0..m * ldc).map(|_| rng.uniform() - 0.5).collect();
@@ -265,6 +267,15 @@ mod avx512 {
     /// 64`, 64 KiB) stay in L2 while every tile of the row block reuses them.
     const ROW_BLOCK: usize = 240;
     const DEPTH_BLOCK: usize = 256;
+    /// B's column block is copied to a contiguous buffer when its rows are more than this
+    /// many floats apart (1 KiB: each row on its own cache lines, 64 rows on up to 64
+    /// pages) and the row block has enough rows to reuse the copy.
+    const PACK_MIN_STRIDE: usize = 256;
+    const PACK_MIN_ROWS: usize = 8 * TILE_ROWS;
+
+    thread_local! {
+        static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
 
     /// One `MR × (16·NV)` tile over the whole of k; the last vector of each row is masked
     /// by `last` (all ones when the tile is full).
@@ -462,33 +473,50 @@ mod avx512 {
         ldc: usize,
         accumulate: bool,
     ) {
-        for j0 in (0..n).step_by(TILE_COLS) {
-            let width = TILE_COLS.min(n - j0);
-            let vectors = width.div_ceil(16);
-            let tail = width - 16 * (vectors - 1);
-            let last: __mmask16 = if tail == 16 { 0xffff } else { (1 << tail) - 1 };
-            let mut i0 = first;
-            while i0 < block_end {
-                let rows = TILE_ROWS.min(block_end - i0);
-                // SAFETY: rows i0..i0+rows < m and columns j0..j0+width ≤ n, which the
-                // caller checked are inside the operands.
-                unsafe {
-                    dispatch!(
-                        rows,
-                        vectors,
-                        k,
-                        a.add(i0 * rsa),
-                        [rsa, csa],
-                        b.add(j0),
-                        ldb,
-                        c.add(i0 * ldc + j0),
-                        ldc,
-                        last,
-                        accumulate
-                    );
+        let pack = ldb > PACK_MIN_STRIDE && block_end - first >= PACK_MIN_ROWS;
+        PACKED_B.with_borrow_mut(|packed| {
+            for j0 in (0..n).step_by(TILE_COLS) {
+                let width = TILE_COLS.min(n - j0);
+                let vectors = width.div_ceil(16);
+                let tail = width - 16 * (vectors - 1);
+                let last: __mmask16 = if tail == 16 { 0xffff } else { (1 << tail) - 1 };
+                let (b_chunk, b_stride) = if pack {
+                    // Rows of a wide B lie on different pages: copy the k × 64 column block
+                    // into one contiguous buffer that every tile of the row block then reads.
+                    packed.resize(k * TILE_COLS, 0.0);
+                    for p in 0..k {
+                        // SAFETY: row p < k, columns j0..j0+width < n of B: inside the operand.
+                        let row = unsafe { std::slice::from_raw_parts(b.add(p * ldb + j0), width) };
+                        packed[p * TILE_COLS..p * TILE_COLS + width].copy_from_slice(row);
+                    }
+                    (packed.as_ptr(), TILE_COLS)
+                } else {
+                    // SAFETY: j0 < n.
+                    (unsafe { b.add(j0) }, ldb)
+                };
+                let mut i0 = first;
+                while i0 < block_end {
+                    let rows = TILE_ROWS.min(block_end - i0);
+                    // SAFETY: rows i0..i0+rows < m and columns j0..j0+width ≤ n, which the
+                    // caller checked are inside the operands.
+                    unsafe {
+                        dispatch!(
+                            rows,
+                            vectors,
+                            k,
+                            a.add(i0 * rsa),
+                            [rsa, csa],
+                            b_chunk,
+                            b_stride,
+                            c.add(i0 * ldc + j0),
+                            ldc,
+                            last,
+                            accumulate
+                        );
+                    }
+                    i0 += rows;
                 }
-                i0 += rows;
             }
-        }
+        });
     }
 }
