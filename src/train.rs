@@ -243,7 +243,9 @@ pub fn build_model(
         "fpmc" => Box::new(crate::models::fpmc::Fpmc::new(items, users, m, seed)?),
         "fossil" => Box::new(crate::models::fossil::Fossil::new(items, users, m, seed)?),
         "pop" => Box::new(crate::models::pop::Pop::new(items)?),
-        "featpop" => Box::new(crate::models::featpop::FeaturePop::new(items, side.items)?),
+        "featpop" => Box::new(crate::models::pop::Pop::with_item_features(
+            items, side.items,
+        )?),
         "itemknn" => Box::new(crate::models::itemknn::ItemKnn::new(items, m)?),
         "userknn" => Box::new(crate::models::userknn::UserKnn::new(items, users, m)?),
         "nextitnet" => Box::new(crate::models::nextitnet::NextItNet::new(items, m, seed)?),

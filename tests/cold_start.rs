@@ -584,7 +584,7 @@ fn featpop_scores_cold_items_by_their_category_through_the_model_ids() {
     model.fit(&exp.split.train, exp.num_items()).unwrap();
     let scores = model
         .params()
-        .value(model.params().find("scores").unwrap())
+        .value(model.params().find("popularity").unwrap())
         .to_vec();
     let counts = common::fitted_pop(&exp)
         .params()

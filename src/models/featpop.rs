@@ -11,48 +11,10 @@
 //! So a cold item gets the popularity a warm item with its features has on average: the same
 //! scale as the warm items' counts, which it is ranked against. A cold item with no known
 //! token (or a data set without item features) scores 0, as in Pop. Every user gets the same
-//! ranking.
+//! ranking. The model is `Pop::with_item_features` (CLI name `featpop`); this file holds its
+//! scoring rule.
 
-use super::pop::{interaction_counts, no_gradient_training, same_scores_for_all};
 use super::side_info::FieldIds;
-use super::{LossKind, Model, SequenceInput, TrainingBatch};
-use crate::autograd::{Tape, Var};
-use crate::data::split::TrainSequence;
-use crate::error::{Error, Result};
-use crate::optim::{ParamId, ParamStore};
-use crate::tensor::Tensor;
-
-pub struct FeaturePop {
-    store: ParamStore,
-    /// The fitted score of each item `[items + 1]` (0 for padding).
-    scores: ParamId,
-    items: usize,
-    /// Each item field's tokens per item (row 0 = padding).
-    fields: Vec<FieldIds>,
-}
-
-impl FeaturePop {
-    pub fn new(items: usize, fields: Vec<FieldIds>) -> Result<FeaturePop> {
-        for field in &fields {
-            if field.ids.shape().first() != Some(&(items + 1)) {
-                return Err(Error::Invalid(format!(
-                    "featpop: item field {:?} has {:?} rows, the catalogue {} items (+ padding)",
-                    field.name,
-                    field.ids.shape(),
-                    items
-                )));
-            }
-        }
-        let mut store = ParamStore::new();
-        let scores = store.add("scores", Tensor::zeros(&[items + 1]))?;
-        Ok(FeaturePop {
-            store,
-            scores,
-            items,
-            fields,
-        })
-    }
-}
 
 /// The tokens of `item` in `field` (0 = missing is not a token).
 fn tokens(field: &FieldIds, item: usize) -> impl Iterator<Item = usize> + '_ {
@@ -103,44 +65,4 @@ pub fn feature_popularity(counts: &[f32], fields: &[FieldIds]) -> Vec<f32> {
         *padding = 0.0;
     }
     scores
-}
-
-impl Model for FeaturePop {
-    fn name(&self) -> &'static str {
-        "featpop"
-    }
-
-    fn params(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn params_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn loss(&self, _tape: &mut Tape, _batch: &TrainingBatch, _kind: LossKind) -> Result<Var> {
-        Err(no_gradient_training(self.name()))
-    }
-
-    fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
-        same_scores_for_all(tape, input, self.store.value(self.scores))
-    }
-
-    fn fits_directly(&self) -> bool {
-        true
-    }
-
-    fn fit(&mut self, train: &[TrainSequence], num_items: usize) -> Result<f64> {
-        if num_items != self.items {
-            return Err(Error::Invalid(format!(
-                "featpop was built for {} items, fit was given {num_items}",
-                self.items
-            )));
-        }
-        let counts = interaction_counts(train, self.items)?;
-        let scores = feature_popularity(&counts, &self.fields);
-        self.store
-            .set_value(self.scores, Tensor::from_vec(&[self.items + 1], scores)?)?;
-        Ok(0.0)
-    }
 }

@@ -3,7 +3,10 @@
 //!
 //! The baseline every learned model must beat, and the cold-start fallback of the
 //! neighbourhood models (`tie_break`): what they cannot score, they rank by popularity.
+//! `Pop::with_item_features` is FeaturePop (`featpop.rs`).
 
+use super::featpop::feature_popularity;
+use super::side_info::FieldIds;
 use super::{LossKind, Model, SequenceInput, TrainingBatch};
 use crate::autograd::{Tape, Var};
 use crate::data::split::TrainSequence;
@@ -13,19 +16,44 @@ use crate::tensor::Tensor;
 
 pub struct Pop {
     store: ParamStore,
-    /// Training interactions per item `[items + 1]` (0 for padding).
+    /// Training interactions per item `[items + 1]` (0 for padding); with item features, an
+    /// unseen item's feature popularity (`featpop`).
     popularity: ParamId,
     items: usize,
+    /// Item features that score unseen items; empty for plain Pop.
+    fields: Vec<FieldIds>,
+    name: &'static str,
 }
 
 impl Pop {
     pub fn new(items: usize) -> Result<Pop> {
+        Pop::build("pop", items, Vec::new())
+    }
+
+    /// FeaturePop (`featpop.rs`): Pop whose unseen items are scored from `fields`.
+    pub fn with_item_features(items: usize, fields: Vec<FieldIds>) -> Result<Pop> {
+        for field in &fields {
+            if field.ids.shape().first() != Some(&(items + 1)) {
+                return Err(Error::Invalid(format!(
+                    "featpop: item field {:?} has {:?} rows, the catalogue {} items (+ padding)",
+                    field.name,
+                    field.ids.shape(),
+                    items
+                )));
+            }
+        }
+        Pop::build("featpop", items, fields)
+    }
+
+    fn build(name: &'static str, items: usize, fields: Vec<FieldIds>) -> Result<Pop> {
         let mut store = ParamStore::new();
         let popularity = store.add("popularity", Tensor::zeros(&[items + 1]))?;
         Ok(Pop {
             store,
             popularity,
             items,
+            fields,
+            name,
         })
     }
 }
@@ -64,17 +92,6 @@ pub fn tie_break(counts: &[f32]) -> Vec<f32> {
     counts.iter().map(|&c| TIE_BREAK * c / max).collect()
 }
 
-/// `[batch, items + 1]` scores: the same `scores` row for every sequence of the batch.
-pub fn same_scores_for_all(tape: &mut Tape, input: &SequenceInput, scores: &Tensor) -> Result<Var> {
-    let b = input.users.shape()[0];
-    let row = scores.to_vec();
-    let mut rows = Vec::with_capacity(b * row.len());
-    for _ in 0..b {
-        rows.extend_from_slice(&row);
-    }
-    Ok(tape.constant(Tensor::from_vec(&[b, row.len()], rows)?))
-}
-
 /// The error of `loss` for a model fitted by counting.
 pub fn no_gradient_training(model: &str) -> Error {
     Error::Invalid(format!(
@@ -84,7 +101,7 @@ pub fn no_gradient_training(model: &str) -> Error {
 
 impl Model for Pop {
     fn name(&self) -> &'static str {
-        "pop"
+        self.name
     }
 
     fn params(&self) -> &ParamStore {
@@ -100,7 +117,13 @@ impl Model for Pop {
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {
-        same_scores_for_all(tape, input, self.store.value(self.popularity))
+        let b = input.users.shape()[0];
+        let counts = self.store.value(self.popularity).to_vec();
+        let mut rows = Vec::with_capacity(b * counts.len());
+        for _ in 0..b {
+            rows.extend_from_slice(&counts);
+        }
+        Ok(tape.constant(Tensor::from_vec(&[b, self.items + 1], rows)?))
     }
 
     fn fits_directly(&self) -> bool {
@@ -110,11 +133,14 @@ impl Model for Pop {
     fn fit(&mut self, train: &[TrainSequence], num_items: usize) -> Result<f64> {
         if num_items != self.items {
             return Err(Error::Invalid(format!(
-                "pop was built for {} items, fit was given {num_items}",
-                self.items
+                "{} was built for {} items, fit was given {num_items}",
+                self.name, self.items
             )));
         }
-        let counts = interaction_counts(train, self.items)?;
+        let mut counts = interaction_counts(train, self.items)?;
+        if !self.fields.is_empty() {
+            counts = feature_popularity(&counts, &self.fields);
+        }
         self.store.set_value(
             self.popularity,
             Tensor::from_vec(&[self.items + 1], counts)?,
