@@ -164,8 +164,10 @@ fn trim(batch: &TrainingBatch, width: usize) -> TrainingBatch {
 fn sasrec_and_amsrm_do_not_see_the_padding_width() {
     let data = common::synthetic::synthetic(60, 3);
     for model_name in ["sasrec", "amsrm"] {
-        let mut config = Config::default();
-        config.model = model_name.into();
+        let mut config = Config {
+            model: model_name.into(),
+            ..Config::default()
+        };
         config.data.max_len = 24;
         config.model_options.dropout = 0.0;
         let exp = Experiment::prepare(&data, &config).unwrap();

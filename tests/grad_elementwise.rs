@@ -102,7 +102,7 @@ fn scale_add_scalar_sum_mean() {
     let x = input(&[2, 3, 4], &mut rng);
     check_op(
         "scale",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.scale(v[0], -1.5),
         &|x: &[Vec<f64>]| x[0].iter().map(|v| -1.5 * v).collect(),
@@ -110,7 +110,7 @@ fn scale_add_scalar_sum_mean() {
     );
     check_op(
         "add_scalar",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.add_scalar(v[0], 0.25),
         &|x: &[Vec<f64>]| x[0].iter().map(|v| v + 0.25).collect(),
@@ -119,7 +119,7 @@ fn scale_add_scalar_sum_mean() {
     // sum over axis 1 of [2,3,4] → [2,4]; mean over axes 0 and 2 → [3] (kept: [1,3,1]).
     check_op(
         "sum axis 1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.sum(v[0], &[1], false),
         &|x: &[Vec<f64>]| {
@@ -131,7 +131,7 @@ fn scale_add_scalar_sum_mean() {
     );
     check_op(
         "mean axes 0,2 keep",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.mean(v[0], &[0, 2], true),
         &|x: &[Vec<f64>]| {
@@ -149,7 +149,7 @@ fn scale_add_scalar_sum_mean() {
     );
     check_op(
         "sum_all",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.sum_all(v[0]),
         &|x: &[Vec<f64>]| vec![x[0].iter().sum()],

@@ -33,7 +33,7 @@ fn softmax_and_log_softmax() {
     let x = input(&[2, 3, 5], &mut rng);
     check_op(
         "softmax",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.softmax(v[0]),
         &|x: &[Vec<f64>]| softmax_rows(&x[0], 5),
@@ -374,7 +374,7 @@ fn pooling() {
     let x = input(&[2, 3, 7], &mut rng);
     check_op(
         "max_pool1d",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.max_pool1d(v[0], 3, 2),
         &|x: &[Vec<f64>]| {

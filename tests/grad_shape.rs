@@ -25,7 +25,7 @@ fn reshape_permute_transpose() {
     let x = input(&[2, 3, 4], &mut rng);
     check_op(
         "reshape",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.reshape(v[0], &[4, 6]),
         &|x: &[Vec<f64>]| x[0].clone(),
@@ -34,7 +34,7 @@ fn reshape_permute_transpose() {
     // permute [2,3,4] by (2,0,1) → [4,2,3].
     check_op(
         "permute",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.permute(v[0], &[2, 0, 1]),
         &|x: &[Vec<f64>]| {
@@ -80,7 +80,7 @@ fn slice_split_concat() {
     let x = input(&[2, 5, 3], &mut rng);
     check_op(
         "slice axis 1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| t.slice(v[0], 1, 1, 3),
         &|x: &[Vec<f64>]| {
@@ -99,7 +99,7 @@ fn slice_split_concat() {
     // split into [2, 3] along axis 1 and concatenate back in reverse order.
     check_op(
         "split+concat",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &[true],
         |t, v| {
             let parts = t.split(v[0], 1, &[2, 3])?;
