@@ -591,9 +591,13 @@ pub fn train(
 
     // Trimming a batch to its longest sequence changes nothing for a model that accepts it.
     let trim = model.accepts_trimmed_batches();
-    let batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(config))?
+    let mut batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(config))?
         .trim_padding(trim)
         .bucket_by_length(trim && config.train.bucket_by_length);
+    if let Some(cold) = &exp.cold {
+        // Held-out items are unknown at training time: never a sampled negative either.
+        batcher = batcher.exclude_from_negatives(&cold.items)?;
+    }
     let batches_per_epoch = batcher.num_batches();
     let bar = if options.progress {
         indicatif::ProgressBar::new(batches_per_epoch as u64)

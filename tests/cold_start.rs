@@ -336,20 +336,35 @@ fn id_dropout_zeroes_a_random_share_of_id_rows_in_training_only() {
 #[test]
 fn cold_items_are_scored_from_features_and_never_trained() {
     let data = synthetic(100, 6);
-    for model_name in ["amsrm", "sasrec"] {
+    for model_name in ["amsrm", "sasrec", "gru4rec", "stamp", "nextitnet"] {
         let exp = Experiment::prepare(&data, &config(model_name, &COLD)).unwrap();
         let cold = exp.cold.as_ref().unwrap().items.clone();
         let batch = first_batch(&exp);
         let mut model = exp.build_model().unwrap();
         let dim = 16;
-        let grad = gradient(model.as_mut(), &batch, "item_embedding", 1);
-        let zero = zero_rows(&grad, dim);
         let cold_rows: Vec<usize> = cold.iter().map(|&i| i as usize).collect();
-        assert!(
-            cold_rows.iter().all(|i| zero.contains(i)),
-            "{model_name}: cold items are out of the training softmax"
-        );
-        if model_name == "sasrec" {
+        // Every per-item table (input and output embeddings, item biases) gets no gradient
+        // in a cold item's row: nothing pushes a held-out item down during training.
+        let tables: Vec<(String, usize)> = model
+            .params()
+            .ids()
+            .filter_map(|id| {
+                let shape = model.params().value(id).shape().to_vec();
+                (shape.len() == 2 && shape[0] == exp.num_items() + 1)
+                    .then(|| (model.params().name(id).to_string(), shape[1]))
+            })
+            .collect();
+        assert!(!tables.is_empty(), "{model_name} has an item table");
+        for (table, width) in &tables {
+            let grad = gradient(model.as_mut(), &batch, table, 1);
+            let zero = zero_rows(&grad, *width);
+            assert!(
+                cold_rows.iter().all(|i| zero.contains(i)),
+                "{model_name}: cold items get gradient in {table}"
+            );
+            assert!(zero.len() < exp.num_items(), "{model_name}: {table} learns");
+        }
+        if model_name != "amsrm" {
             continue;
         }
         // AMSRM: a cold item's id row (untrained noise) changes no score.
@@ -615,4 +630,50 @@ fn featpop_scores_cold_items_by_their_category_through_the_model_ids() {
         cold_seen += 1;
     }
     assert!(cold_seen >= 15, "only {cold_seen} cold items");
+}
+
+#[test]
+fn excluded_items_are_never_sampled_as_negatives() {
+    let data = synthetic(100, 6);
+    let exp = Experiment::prepare(&data, &config("sasrec", &COLD)).unwrap();
+    let cold = exp.cold.as_ref().unwrap().items.clone();
+    let batch_config = |negatives| seqrec::data::batch::BatchConfig {
+        max_len: exp.config.data.max_len,
+        batch_size: 64,
+        examples: seqrec::data::batch::Examples::EveryPosition,
+        negatives,
+        sampling: seqrec::data::batch::Sampling::Uniform,
+        exclude_user_items: true,
+        seed: 1,
+    };
+    let batcher = Batcher::new(&exp.split.train, exp.num_items(), batch_config(20))
+        .unwrap()
+        .exclude_from_negatives(&cold)
+        .unwrap();
+    let mut drawn = 0;
+    for batch in batcher.epoch(0).unwrap() {
+        for &item in batch.negatives.values().iter().filter(|&&i| i != 0) {
+            assert!(
+                !cold.contains(&item),
+                "cold item {item} drawn as a negative"
+            );
+            drawn += 1;
+        }
+    }
+    // 20 negatives per position over ~90 items: a cold item would show up thousands of times.
+    assert!(drawn > 10_000, "only {drawn} negatives");
+    // Bad requests are errors: an item outside the catalogue, or nothing left to draw.
+    let plain = || Batcher::new(&exp.split.train, exp.num_items(), batch_config(1)).unwrap();
+    assert!(plain().exclude_from_negatives(&[0]).is_err());
+    assert!(
+        plain()
+            .exclude_from_negatives(&[exp.num_items() as u32 + 1])
+            .is_err()
+    );
+    let everything: Vec<u32> = (1..=exp.num_items() as u32).collect();
+    let error = plain().exclude_from_negatives(&everything).err().unwrap();
+    assert!(
+        error.to_string().contains("no item can be a negative"),
+        "{error}"
+    );
 }

@@ -190,6 +190,11 @@ pub struct Batcher {
     examples: Vec<Example>,
     num_items: usize,
     popularity: Option<AliasTable>,
+    /// Which items the sampler can draw (item 0 never; with popularity sampling, only items
+    /// with training interactions; never those of `exclude_from_negatives`).
+    sampled: Vec<bool>,
+    /// Bitmap of the items `exclude_from_negatives` keeps out of every negative.
+    never_negative: Vec<u64>,
     config: BatchConfig,
     trim_padding: bool,
     bucket_by_length: bool,
@@ -238,27 +243,10 @@ impl Batcher {
             Sampling::Popularity if config.negatives > 0 => Some(AliasTable::new(&counts)?),
             _ => None,
         };
-        if config.negatives > 0 {
-            // Rejection sampling must be able to succeed for every user and positive.
-            let support: Vec<bool> = match config.sampling {
-                Sampling::Uniform => (0..=num_items).map(|i| i > 0).collect(),
-                Sampling::Popularity => counts.iter().map(|&c| c > 0.0).collect(),
-            };
-            let support_size = support.iter().filter(|&&s| s).count();
-            for (s, items) in train.iter().zip(&user_items) {
-                let allowed = if config.exclude_user_items {
-                    support_size - items.iter().filter(|&&i| support[i as usize]).count()
-                } else {
-                    support_size.saturating_sub(1)
-                };
-                if allowed == 0 && s.items.len() >= 2 {
-                    return Err(Error::Invalid(format!(
-                        "Batcher: no item can be a negative for user {} ({support_size} samplable items)",
-                        s.user
-                    )));
-                }
-            }
-        }
+        let sampled: Vec<bool> = match config.sampling {
+            Sampling::Uniform => (0..=num_items).map(|i| i > 0).collect(),
+            Sampling::Popularity => counts.iter().map(|&c| c > 0.0).collect(),
+        };
 
         let mut examples = Vec::new();
         for (index, s) in train.iter().enumerate() {
@@ -277,16 +265,59 @@ impl Batcher {
                 })),
             }
         }
-        Ok(Batcher {
+        let batcher = Batcher {
             sequences: train.to_vec(),
             user_items,
             examples,
             num_items,
             popularity,
+            sampled,
+            never_negative: vec![0u64; (num_items + 1).div_ceil(64)],
             config,
             trim_padding: false,
             bucket_by_length: false,
-        })
+        };
+        batcher.check_negatives_exist()?;
+        Ok(batcher)
+    }
+
+    /// Keeps `items` out of the sampled negatives: the cold-start study's held-out items are
+    /// unknown at training time, not items the user passed over.
+    pub fn exclude_from_negatives(mut self, items: &[u32]) -> Result<Batcher> {
+        for &item in items {
+            if item == 0 || item as usize > self.num_items {
+                return Err(Error::Invalid(format!(
+                    "Batcher: item {item} to exclude is outside 1..={}",
+                    self.num_items
+                )));
+            }
+            self.never_negative[item as usize / 64] |= 1 << (item % 64);
+            self.sampled[item as usize] = false;
+        }
+        self.check_negatives_exist()?;
+        Ok(self)
+    }
+
+    /// Rejection sampling must be able to succeed for every user and positive.
+    fn check_negatives_exist(&self) -> Result<()> {
+        if self.config.negatives == 0 {
+            return Ok(());
+        }
+        let support_size = self.sampled.iter().filter(|&&s| s).count();
+        for (s, items) in self.sequences.iter().zip(&self.user_items) {
+            let allowed = if self.config.exclude_user_items {
+                support_size - items.iter().filter(|&&i| self.sampled[i as usize]).count()
+            } else {
+                support_size.saturating_sub(1)
+            };
+            if allowed == 0 && s.items.len() >= 2 {
+                return Err(Error::Invalid(format!(
+                    "Batcher: no item can be a negative for user {} ({support_size} samplable items)",
+                    s.user
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Cuts each batch to its longest input instead of `max_len` (see the header).
@@ -364,8 +395,8 @@ impl Batcher {
         let mut negatives = vec![0u32; b * n * k];
         let mut users = vec![0u32; b];
         let mut weights = vec![0f32; b * n];
-        // The user's items as a bitmap: O(1) rejection tests.
-        let mut excluded = vec![0u64; (self.num_items + 1).div_ceil(64)];
+        // The user's items (and the never-negative items) as a bitmap: O(1) rejection tests.
+        let mut excluded = self.never_negative.clone();
 
         for (row, &example_id) in example_ids.iter().enumerate() {
             let Example { sequence, end } = self.examples[example_id as usize];
@@ -419,7 +450,7 @@ impl Batcher {
             }
             if self.config.exclude_user_items {
                 for &item in user_items {
-                    excluded[item as usize / 64] = 0;
+                    excluded[item as usize / 64] = self.never_negative[item as usize / 64];
                 }
             }
         }

@@ -42,7 +42,10 @@
 //! popularity^α; gradients flow through s as in the reference code. λ is `gru4rec_bpr_reg`
 //! (reference default 1).
 
-use super::{LossKind, Model, SequenceInput, TrainingBatch, next_item_loss, padding_mask};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets,
+    next_item_loss_excluding, padding_mask,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -92,6 +95,9 @@ pub struct Gru4Rec {
     layers: Vec<GruLayer>,
     dropout: f32,
     objective: Objective,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
+    items: usize,
 }
 
 impl Gru4Rec {
@@ -158,6 +164,8 @@ impl Gru4Rec {
             layers,
             dropout: config.dropout,
             objective,
+            cold_offsets: None,
+            items,
         })
     }
 
@@ -349,6 +357,11 @@ pub fn top_k_gain_loss(
 }
 
 impl Model for Gru4Rec {
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        self.cold_offsets = excluded_items_offsets(self.items, items)?;
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "gru4rec"
     }
@@ -369,7 +382,7 @@ impl Model for Gru4Rec {
             Objective::Trainer => kind,
         };
         let (hidden, items) = self.with_bias(tape, hidden)?;
-        next_item_loss(tape, hidden, items, batch, kind)
+        next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use super::layers::LayerNorm;
 use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, last_position_scores, next_item_loss,
-    padding_mask,
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, last_position_scores,
+    next_item_loss_excluding, padding_mask,
 };
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
@@ -92,6 +92,9 @@ pub struct NextItNet {
     output_embedding: Option<ParamId>,
     blocks: Vec<ResidualBlock>,
     kernel: usize,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
+    items: usize,
 }
 
 impl NextItNet {
@@ -142,6 +145,8 @@ impl NextItNet {
             output_embedding,
             blocks,
             kernel: k,
+            cold_offsets: None,
+            items,
         })
     }
 
@@ -190,6 +195,11 @@ impl NextItNet {
 }
 
 impl Model for NextItNet {
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        self.cold_offsets = excluded_items_offsets(self.items, items)?;
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "nextitnet"
     }
@@ -205,7 +215,7 @@ impl Model for NextItNet {
     fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var> {
         let hidden = self.encode(tape, &batch.input)?;
         let items = self.output_items(tape);
-        next_item_loss(tape, hidden, items, batch, kind)
+        next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

@@ -29,7 +29,10 @@
 //! - Padding items are excluded from m_s and from the attention; `dropout` is not used.
 
 use super::layers::Linear;
-use super::{LossKind, Model, SequenceInput, TrainingBatch, next_item_loss, padding_mask};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets,
+    next_item_loss_excluding, padding_mask,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -54,6 +57,9 @@ pub struct Stamp {
     last_cell: Linear,
     every_position: bool,
     add_mean: bool,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
+    items: usize,
 }
 
 impl Stamp {
@@ -82,6 +88,8 @@ impl Stamp {
             last_cell,
             every_position: config.stamp_every_position,
             add_mean: config.stamp_add_mean,
+            cold_offsets: None,
+            items,
         })
     }
 
@@ -156,6 +164,11 @@ impl Stamp {
 }
 
 impl Model for Stamp {
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        self.cold_offsets = excluded_items_offsets(self.items, items)?;
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "stamp"
     }
@@ -174,10 +187,17 @@ impl Model for Stamp {
         if self.every_position {
             let queries: Vec<usize> = (0..n).collect();
             let hidden = self.represent(tape, &batch.input.items, &queries)?;
-            next_item_loss(tape, hidden, items, batch, kind)
+            next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())
         } else {
             let hidden = self.represent(tape, &batch.input.items, &[n - 1])?;
-            next_item_loss(tape, hidden, items, &last_position(batch)?, kind)
+            next_item_loss_excluding(
+                tape,
+                hidden,
+                items,
+                &last_position(batch)?,
+                kind,
+                self.cold_offsets.as_ref(),
+            )
         }
     }
 
