@@ -419,6 +419,19 @@ mod avx512 {
         };
     }
 
+    /// The operands of one product: A through strides, B with rows `ldb` apart, C with rows
+    /// `ldc` apart (bounds checked by `super::gemm`).
+    #[derive(Clone, Copy)]
+    struct Operands {
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+    }
+
     /// See `super::gemm`; the caller has checked the bounds.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm(
@@ -437,42 +450,42 @@ mod avx512 {
             let depth = DEPTH_BLOCK.min(k - p0);
             // SAFETY: p0 < k, so both offsets stay inside the operands.
             let (a, b) = unsafe { (a.add(p0 * csa), b.add(p0 * ldb)) };
+            let ops = Operands {
+                a,
+                rsa,
+                csa,
+                b,
+                ldb,
+                c,
+                ldc,
+            };
             let accumulate = accumulate || p0 > 0;
-            for i_block in (0..m).step_by(ROW_BLOCK) {
-                let block_end = (i_block + ROW_BLOCK).min(m);
+            for first in (0..m).step_by(ROW_BLOCK) {
+                let rows = first..(first + ROW_BLOCK).min(m);
                 // SAFETY: rows below m, the caller's bounds.
-                unsafe {
-                    row_block(
-                        [i_block, block_end],
-                        depth,
-                        n,
-                        a,
-                        [rsa, csa],
-                        b,
-                        ldb,
-                        c,
-                        ldc,
-                        accumulate,
-                    );
-                }
+                unsafe { row_block(ops, rows, depth, n, accumulate) }
             }
         }
     }
 
-    /// Rows `first..block_end` of C against one block of k.
-    #[allow(clippy::too_many_arguments)]
+    /// Rows `rows` of C against one block of k (`ops` point at that block).
     unsafe fn row_block(
-        [first, block_end]: [usize; 2],
+        ops: Operands,
+        rows: std::ops::Range<usize>,
         k: usize,
         n: usize,
-        a: *const f32,
-        [rsa, csa]: [usize; 2],
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
         accumulate: bool,
     ) {
+        let Operands {
+            a,
+            rsa,
+            csa,
+            b,
+            ldb,
+            c,
+            ldc,
+        } = ops;
+        let (first, block_end) = (rows.start, rows.end);
         let pack = ldb > PACK_MIN_STRIDE && block_end - first >= PACK_MIN_ROWS;
         PACKED_B.with_borrow_mut(|packed| {
             for j0 in (0..n).step_by(TILE_COLS) {
