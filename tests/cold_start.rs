@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 mod common;
 
-use common::synthetic::{empty_dataset, synthetic};
+use common::synthetic::synthetic;
 use seqrec::autograd::Tape;
 use seqrec::config::Config;
 use seqrec::data::batch::Batcher;
@@ -50,7 +50,7 @@ const CATEGORIES: u32 = 5;
 /// taste u mod 5 and interacts, in random order, with 12–16 distinct items of that category.
 fn taste_data(users: u32, seed: u64) -> Dataset {
     let mut rng = Rng::new(seed);
-    let mut d = empty_dataset("taste");
+    let mut d = Dataset::empty("taste");
     for i in 1..=TASTE_ITEMS {
         d.items.intern(&i.to_string());
     }

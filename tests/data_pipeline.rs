@@ -34,16 +34,11 @@ fn dataset(rows: &[Row]) -> Dataset {
         })
         .collect();
     Dataset {
-        name: "hand-made".to_string(),
         source: "memory".into(),
         users,
         items,
-        behaviours: Vocab::new(),
         interactions,
-        user_features: Default::default(),
-        item_features: Default::default(),
-        sessions: false,
-        published_test_start: None,
+        ..Dataset::empty("hand-made")
     }
 }
 

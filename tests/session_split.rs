@@ -3,10 +3,9 @@
 //! test (or validation) session into training; a bad value is an error.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use seqrec::config::Config;
-use seqrec::data::{Dataset, FeatureTable, Interaction, Vocab};
+use seqrec::data::{Dataset, Interaction};
 use seqrec::train::Experiment;
 
 const DAY: i64 = 86_400;
@@ -20,18 +19,8 @@ const ITEMS: u32 = 30;
 /// Anonymous sessions over `DAYS` days, in time order, named "d{day}s{k}": 2 to 5 clicks that
 /// walk the items in order from a start that depends on the session, a minute apart.
 fn sessions() -> Dataset {
-    let mut d = Dataset {
-        name: "generated-sessions".into(),
-        source: PathBuf::from("generated-sessions"),
-        users: Vocab::new(),
-        items: Vocab::new(),
-        behaviours: Vocab::new(),
-        interactions: Vec::new(),
-        user_features: FeatureTable::default(),
-        item_features: FeatureTable::default(),
-        sessions: true,
-        published_test_start: None,
-    };
+    let mut d = Dataset::empty("generated-sessions");
+    d.sessions = true;
     for i in 1..=ITEMS {
         d.items.intern(&i.to_string());
     }

@@ -157,3 +157,22 @@ pub struct Dataset {
     /// and this is the index in `interactions` where the test part starts.
     pub published_test_start: Option<usize>,
 }
+
+impl Dataset {
+    /// A data set named `name` (its source too) with no users, items, interactions or
+    /// features yet: what generated and hand-made data start from.
+    pub fn empty(name: &str) -> Dataset {
+        Dataset {
+            name: name.into(),
+            source: PathBuf::from(name),
+            users: Vocab::new(),
+            items: Vocab::new(),
+            behaviours: Vocab::new(),
+            interactions: Vec::new(),
+            user_features: FeatureTable::default(),
+            item_features: FeatureTable::default(),
+            sessions: false,
+            published_test_start: None,
+        }
+    }
+}

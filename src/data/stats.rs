@@ -177,22 +177,11 @@ impl DatasetStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{FeatureTable, Field, Interaction, Vocab};
+    use crate::data::{Field, Interaction, Vocab};
 
     #[test]
     fn hand_computed_statistics() {
-        let mut d = Dataset {
-            name: "tiny".into(),
-            source: "tiny".into(),
-            users: Vocab::new(),
-            items: Vocab::new(),
-            behaviours: Vocab::new(),
-            interactions: Vec::new(),
-            user_features: FeatureTable::default(),
-            item_features: FeatureTable::default(),
-            sessions: false,
-            published_test_start: None,
-        };
+        let mut d = Dataset::empty("tiny");
         for u in ["a", "b"] {
             d.users.intern(u);
         }

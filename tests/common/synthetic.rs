@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use seqrec::data::{Dataset, FeatureTable, Field, FieldKind, FieldValues, Interaction, Vocab};
+use seqrec::data::{Dataset, Field, FieldKind, FieldValues, Interaction, Vocab};
 use seqrec::rng::Rng;
 
 pub const ITEMS: u32 = 100;
@@ -11,7 +11,7 @@ pub const ITEMS: u32 = 100;
 /// items carry a "block" token (id / 5), users a "group" token.
 pub fn synthetic(users: u32, seed: u64) -> Dataset {
     let mut rng = Rng::new(seed);
-    let mut d = empty_dataset("synthetic");
+    let mut d = Dataset::empty("synthetic");
     for i in 1..=ITEMS {
         d.items.intern(&i.to_string());
     }
@@ -93,20 +93,4 @@ pub fn write_movielens_folder(data: &Dataset, dir: &Path) -> PathBuf {
         .collect();
     std::fs::write(dir.join("u.data"), text).unwrap();
     dir.to_path_buf()
-}
-
-/// A data set named `name` with no users, items, interactions or features yet.
-pub fn empty_dataset(name: &str) -> Dataset {
-    Dataset {
-        name: name.into(),
-        source: PathBuf::from(name),
-        users: Vocab::new(),
-        items: Vocab::new(),
-        behaviours: Vocab::new(),
-        interactions: Vec::new(),
-        user_features: FeatureTable::default(),
-        item_features: FeatureTable::default(),
-        sessions: false,
-        published_test_start: None,
-    }
 }
