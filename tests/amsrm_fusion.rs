@@ -9,7 +9,7 @@ mod common;
 use common::synthetic::synthetic;
 use seqrec::config::Config;
 use seqrec::models::{Model, SequenceInput};
-use seqrec::train::{Experiment, TrainOptions, evaluate_cases, train};
+use seqrec::train::{Experiment, TrainOptions, train};
 use seqrec::{Ids, Tape, Tensor};
 
 fn config(extra: &[&str]) -> Config {
@@ -102,13 +102,7 @@ fn both_options_learn_the_walk() {
         train(&exp, model.as_mut(), &dir, &TrainOptions::default()).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let pop = common::fitted_pop(&exp);
-        let hr = |m: &dyn Model| {
-            evaluate_cases(m, &exp.split.test, exp.num_items(), &config)
-                .unwrap()
-                .at(10)
-                .unwrap()
-                .hit_rate
-        };
+        let hr = |m: &dyn Model| common::hit_rate(m, &exp, &exp.split.test, 10);
         let (ours, popularity) = (hr(model.as_ref()), hr(pop.as_ref()));
         println!("{extra}: test HR@10 {ours:.3}, popularity {popularity:.3}");
         assert!(ours > popularity + 0.3, "{extra}: {ours} vs {popularity}");

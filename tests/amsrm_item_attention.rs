@@ -16,7 +16,7 @@ use seqrec::models::amsrm::Amsrm;
 use seqrec::models::layers::{item_weights, weighted_attention};
 use seqrec::models::{LossKind, Model, SequenceInput, TrainingBatch};
 use seqrec::rng::Rng;
-use seqrec::train::{Experiment, TrainOptions, evaluate_cases, sequence_input, train};
+use seqrec::train::{Experiment, TrainOptions, sequence_input, train};
 use seqrec::{Ids, Tape, Tensor};
 
 fn config(extra: &[&str]) -> Config {
@@ -408,13 +408,7 @@ fn learns_the_walk_and_down_weights_inserted_noise(tied: bool) {
     ]);
     let (exp, model) = trained(&data, &config, &format!("walk-{tied}"));
     let pop = common::fitted_pop(&exp);
-    let hr = |m: &dyn Model| {
-        evaluate_cases(m, &exp.split.test, exp.num_items(), &config)
-            .unwrap()
-            .at(10)
-            .unwrap()
-            .hit_rate
-    };
+    let hr = |m: &dyn Model| common::hit_rate(m, &exp, &exp.split.test, 10);
     let (ours, popularity) = (hr(&model), hr(pop.as_ref()));
     println!(
         "item attention (tied {tied}) on the walk: test HR@10 {ours:.3}, popularity \

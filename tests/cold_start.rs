@@ -392,15 +392,6 @@ fn cold_items_are_scored_from_features_and_never_trained() {
     }
 }
 
-/// HR@k of `model` on `cases` of `exp`.
-fn hit_rate(model: &dyn Model, exp: &Experiment, cases: &[EvalCase], k: usize) -> f64 {
-    evaluate_cases(model, cases, exp.num_items(), &exp.config)
-        .unwrap()
-        .at(k)
-        .unwrap()
-        .hit_rate
-}
-
 #[test]
 fn features_rank_cold_items_and_new_users_above_chance_and_pop_scores_no_cold_item() {
     let data = taste_data(300, 7);
@@ -430,7 +421,7 @@ fn features_rank_cold_items_and_new_users_above_chance_and_pop_scores_no_cold_it
     // Chance: 20 of the ~185 candidates. A cold item shares its score with the other cold
     // items of its category (same features), and lands in the middle of the ~28 unseen items
     // of the category: the warm ones carry their id embedding's extra evidence.
-    let amsrm_cold = hit_rate(model.as_ref(), &exp, cold_items, 20);
+    let amsrm_cold = common::hit_rate(model.as_ref(), &exp, cold_items, 20);
     assert!(
         amsrm_cold > 0.35,
         "AMSRM HR@20 on cold items {amsrm_cold} (chance ≈ 0.11)"
@@ -442,8 +433,8 @@ fn features_rank_cold_items_and_new_users_above_chance_and_pop_scores_no_cold_it
         "Pop never ranks a cold item"
     );
     // A new user, from the taste feature alone: 10 of the ~36 warm items of the category.
-    let amsrm_new = hit_rate(model.as_ref(), &exp, new_users, 10);
-    let pop_new = hit_rate(pop.as_ref(), &exp, new_users, 10);
+    let amsrm_new = common::hit_rate(model.as_ref(), &exp, new_users, 10);
+    let pop_new = common::hit_rate(pop.as_ref(), &exp, new_users, 10);
     assert!(
         amsrm_new > 0.15 && amsrm_new > 2.0 * pop_new,
         "new users at history 0: AMSRM HR@10 {amsrm_new}, Pop {pop_new}"

@@ -185,6 +185,20 @@ pub fn fitted_pop(exp: &seqrec::train::Experiment) -> Box<dyn seqrec::models::Mo
     Box::new(pop)
 }
 
+/// HR@k of `model` on `cases` of `exp`, full ranking under `exp`'s evaluation settings.
+pub fn hit_rate(
+    model: &dyn seqrec::models::Model,
+    exp: &seqrec::train::Experiment,
+    cases: &[seqrec::data::split::EvalCase],
+    k: usize,
+) -> f64 {
+    seqrec::train::evaluate_cases(model, cases, exp.num_items(), &exp.config)
+        .unwrap()
+        .at(k)
+        .unwrap()
+        .hit_rate
+}
+
 /// What the GPU-follows-CPU tests compare: the losses of the first 4 Adam steps (lr 0.01) of
 /// `config`'s model on generated data (80 users, seed 7) on `device`, then the full-ranking
 /// scores of five test users.
