@@ -335,23 +335,43 @@ fn id_dropout_zeroes_a_random_share_of_id_rows_in_training_only() {
 
 #[test]
 fn cold_items_are_scored_from_features_and_never_trained() {
-    let data = synthetic(100, 6);
-    for model_name in ["amsrm", "sasrec", "gru4rec", "stamp", "nextitnet"] {
+    // 120 users for 100 items, so that no user table has the shape of an item table.
+    let data = synthetic(120, 6);
+    let trained_by_gradient = [
+        "amsrm",
+        "sasrec",
+        "gru4rec",
+        "stamp",
+        "nextitnet",
+        "caser",
+        "bprmf",
+        "attrec",
+        "fpmc",
+        "fossil",
+        "bert4rec",
+    ];
+    for model_name in trained_by_gradient {
         let exp = Experiment::prepare(&data, &config(model_name, &COLD)).unwrap();
         let cold = exp.cold.as_ref().unwrap().items.clone();
         let batch = first_batch(&exp);
         let mut model = exp.build_model().unwrap();
         let dim = 16;
         let cold_rows: Vec<usize> = cold.iter().map(|&i| i as usize).collect();
-        // Every per-item table (input and output embeddings, item biases) gets no gradient
-        // in a cold item's row: nothing pushes a held-out item down during training.
+        // Every per-item table (input and output embeddings, item biases; BERT4Rec's has one
+        // more row, [MASK]) gets no gradient in a cold item's row: nothing pushes a held-out
+        // item down during training.
         let tables: Vec<(String, usize)> = model
             .params()
             .ids()
             .filter_map(|id| {
                 let shape = model.params().value(id).shape().to_vec();
-                (shape.len() == 2 && shape[0] == exp.num_items() + 1)
-                    .then(|| (model.params().name(id).to_string(), shape[1]))
+                let rows = shape[0];
+                let per_item = rows == exp.num_items() + 1
+                    || (model_name == "bert4rec" && rows == exp.num_items() + 2);
+                (per_item && shape.len() <= 2).then(|| {
+                    let width = shape.get(1).copied().unwrap_or(1);
+                    (model.params().name(id).to_string(), width)
+                })
             })
             .collect();
         assert!(!tables.is_empty(), "{model_name} has an item table");

@@ -14,7 +14,7 @@
 
 use super::layers::Linear;
 use super::windows::{all_windows, last_windows, repeat_users};
-use super::{LossKind, Model, SequenceInput, TrainingBatch};
+use super::{LossKind, Model, SequenceInput, TrainingBatch, add_offsets, excluded_items_offsets};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -36,6 +36,8 @@ pub struct AttRec {
     dim: usize,
     weight: f32,
     margin: f32,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl AttRec {
@@ -59,6 +61,7 @@ impl AttRec {
             dim: d,
             weight: config.attrec_weight,
             margin: config.attrec_margin,
+            cold_offsets: None,
         })
     }
 
@@ -171,6 +174,7 @@ impl Model for AttRec {
         match kind {
             LossKind::FullSoftmax => {
                 let logits = self.all_scores(tape, &users, m)?;
+                let logits = add_offsets(tape, logits, self.cold_offsets.as_ref())?;
                 let targets = Ids::from_vec(&[rows], batch.positives.values().to_vec())?;
                 tape.cross_entropy(logits, &targets, Some(&weights))
             }
@@ -195,6 +199,12 @@ impl Model for AttRec {
                 tape.scale(sum, 1.0 / total)
             }
         }
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        let catalogue = self.store.value(self.long_item).shape()[0] - 1;
+        self.cold_offsets = excluded_items_offsets(catalogue, items)?;
+        Ok(())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

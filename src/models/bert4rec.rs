@@ -45,7 +45,10 @@
 //! items are always replaced by [MASK] (no 80/10/10 rule of BERT).
 
 use super::layers::{LayerNorm, Linear};
-use super::{LossKind, Model, SequenceInput, TrainingBatch, padding_mask};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, item_cross_entropy,
+    padding_mask,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -257,6 +260,8 @@ pub struct Bert4Rec {
     dropout: f32,
     mask_prob: f32,
     last_item_prob: f32,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl Bert4Rec {
@@ -307,6 +312,7 @@ impl Bert4Rec {
             dropout: config.dropout,
             mask_prob: config.bert_mask_prob,
             last_item_prob: config.bert_last_item_prob,
+            cold_offsets: None,
         })
     }
 
@@ -401,11 +407,13 @@ impl Model for Bert4Rec {
         match kind {
             LossKind::FullSoftmax => {
                 // rows·Eᵀ + b = [rows, 1]·[E, b]ᵀ: the bias rides in one more column, so the
-                // fused output layer never builds the [count, items] logits.
+                // fused output layer never builds the [count, items] logits (unless cold items
+                // must be kept out).
                 let ones = tape.constant(Tensor::full(&[count, 1], 1.0));
                 let rows = tape.concat(&[rows, ones], 1)?;
                 let items = tape.concat(&[items, biases], 1)?;
-                tape.linear_cross_entropy(rows, items, &targets, None)
+                let offsets = self.cold_offsets.as_ref();
+                item_cross_entropy(tape, rows, items, &targets, None, offsets)
             }
             LossKind::SampledBce => {
                 let k = batch.negatives.shape().get(2).copied().unwrap_or(0);
@@ -448,6 +456,11 @@ impl Model for Bert4Rec {
                 tape.add(positive_loss, negative_loss)
             }
         }
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        self.cold_offsets = excluded_items_offsets(self.items, items)?;
+        Ok(())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

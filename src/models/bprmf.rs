@@ -10,7 +10,10 @@
 //! in as the mean embedding of the items given.
 
 use super::windows::repeat_users;
-use super::{LossKind, Model, SequenceInput, TrainingBatch, padding_mask};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, item_cross_entropy,
+    padding_mask,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -23,6 +26,8 @@ pub struct BprMf {
     user_embedding: ParamId,
     item_embedding: ParamId,
     dim: usize,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl BprMf {
@@ -37,6 +42,7 @@ impl BprMf {
             user_embedding,
             item_embedding,
             dim: d,
+            cold_offsets: None,
         })
     }
 
@@ -118,9 +124,16 @@ impl Model for BprMf {
                 let w_u = tape.embedding(users, &rows)?; // [b·n, d]
                 let targets = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
                 let weights = batch.weights.reshaped(&[b * n])?;
-                tape.linear_cross_entropy(w_u, items, &targets, Some(&weights))
+                let offsets = self.cold_offsets.as_ref();
+                item_cross_entropy(tape, w_u, items, &targets, Some(&weights), offsets)
             }
         }
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        let catalogue = self.store.value(self.item_embedding).shape()[0] - 1;
+        self.cold_offsets = excluded_items_offsets(catalogue, items)?;
+        Ok(())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

@@ -13,7 +13,7 @@
 
 use super::layers::Linear;
 use super::windows::{all_windows, last_windows, repeat_users};
-use super::{LossKind, Model, SequenceInput, TrainingBatch};
+use super::{LossKind, Model, SequenceInput, TrainingBatch, add_offsets, excluded_items_offsets};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -35,6 +35,8 @@ pub struct Caser {
     dim: usize,
     targets: usize,
     dropout: f32,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl Caser {
@@ -80,6 +82,7 @@ impl Caser {
             dim: d,
             targets: config.caser_targets.max(1),
             dropout: config.dropout,
+            cold_offsets: None,
         })
     }
 
@@ -147,7 +150,10 @@ impl Model for Caser {
         let encoded = self.encode(tape, &windows, &users)?; // [b·n, 2d]
         // The window ending at position t predicts the targets of positions t..t+T−1.
         let logits = match kind {
-            LossKind::FullSoftmax => Some(self.item_scores(tape, encoded)?),
+            LossKind::FullSoftmax => {
+                let logits = self.item_scores(tape, encoded)?;
+                Some(add_offsets(tape, logits, self.cold_offsets.as_ref())?)
+            }
             LossKind::SampledBce => None,
         };
         let mut total: Option<Var> = None;
@@ -184,6 +190,12 @@ impl Model for Caser {
             });
         }
         Ok(total.expect("at least one target"))
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        let catalogue = self.store.value(self.output_weight).shape()[0] - 1;
+        self.cold_offsets = excluded_items_offsets(catalogue, items)?;
+        Ok(())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

@@ -33,7 +33,9 @@
 //! - Mini-batches of whole sequences with Adam, rather than SGD on sampled quadruples.
 
 use super::fpmc::sampled_bpr_loss;
-use super::{LossKind, Model, SequenceInput, TrainingBatch, next_item_loss};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, next_item_loss_excluding,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -55,6 +57,8 @@ pub struct Fossil {
     user_order_weights: ParamId,
     order: usize,
     alpha: f32,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl Fossil {
@@ -91,6 +95,7 @@ impl Fossil {
             user_order_weights,
             order,
             alpha,
+            cold_offsets: None,
         })
     }
 
@@ -168,8 +173,21 @@ impl Model for Fossil {
         let targets = self.targets(tape)?;
         match kind {
             LossKind::SampledBce => sampled_bpr_loss(tape, queries, targets, batch),
-            LossKind::FullSoftmax => next_item_loss(tape, queries, targets, batch, kind),
+            LossKind::FullSoftmax => next_item_loss_excluding(
+                tape,
+                queries,
+                targets,
+                batch,
+                kind,
+                self.cold_offsets.as_ref(),
+            ),
         }
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        let catalogue = self.store.value(self.item_target).shape()[0] - 1;
+        self.cold_offsets = excluded_items_offsets(catalogue, items)?;
+        Ok(())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

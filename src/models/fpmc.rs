@@ -26,7 +26,9 @@
 //! - The widths of the two factorisations (the paper's k_{U,I} and k_{I,L}) are both
 //!   `model_options.dim`; initialisation is Xavier-uniform (the paper: N(0, σ²)).
 
-use super::{LossKind, Model, SequenceInput, TrainingBatch, next_item_loss};
+use super::{
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, next_item_loss_excluding,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -44,6 +46,8 @@ pub struct Fpmc {
     item_last: ParamId,
     /// V^{L,I} `[items + 1, d]`: the last item's side of the Markov term.
     last_item: ParamId,
+    /// Logit offsets keeping cold-start items out of the training softmax (`set_cold_items`).
+    cold_offsets: Option<Tensor>,
 }
 
 impl Fpmc {
@@ -61,6 +65,7 @@ impl Fpmc {
             item_user,
             item_last,
             last_item,
+            cold_offsets: None,
         })
     }
 
@@ -116,8 +121,21 @@ impl Model for Fpmc {
         let targets = self.targets(tape)?;
         match kind {
             LossKind::SampledBce => sampled_bpr_loss(tape, queries, targets, batch),
-            LossKind::FullSoftmax => next_item_loss(tape, queries, targets, batch, kind),
+            LossKind::FullSoftmax => next_item_loss_excluding(
+                tape,
+                queries,
+                targets,
+                batch,
+                kind,
+                self.cold_offsets.as_ref(),
+            ),
         }
+    }
+
+    fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
+        let catalogue = self.store.value(self.item_user).shape()[0] - 1;
+        self.cold_offsets = excluded_items_offsets(catalogue, items)?;
+        Ok(())
     }
 
     fn scores(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Var> {

@@ -122,8 +122,9 @@ pub trait Model: Send + Sync {
     /// The cold-start study's cold items (`data.cold_items`): catalogue items with no training
     /// interaction that evaluation still ranks. A model that trains with a full softmax keeps
     /// them out of it (a new item is unknown at training time, not a known negative), and one
-    /// with item side information represents them by it alone. By default they are ignored:
-    /// they stay in the training softmax as negatives.
+    /// with item side information represents them by it alone. Every model trained by
+    /// gradient steps does so; the default, which does nothing, is for models fitted directly
+    /// from the training sequences (a cold item never occurs in them).
     fn set_cold_items(&mut self, _items: &[u32]) -> Result<()> {
         Ok(())
     }
@@ -187,15 +188,7 @@ pub fn next_item_loss_excluding(
             let rows = tape.index_select(rows, 0, &Ids::from_vec(&[count], real)?)?;
             let targets = Ids::from_vec(&[count], targets)?;
             let row_weights = Tensor::from_vec(&[count], row_weights)?;
-            if let Some(offsets) = offsets {
-                // Excluded items (cold-start study): the logits need the offsets added, so
-                // this path builds them; the usual one never does.
-                let logits = tape.matmul_t(rows, items, false, true)?;
-                let offsets = tape.constant(offsets.clone());
-                let logits = tape.add(logits, offsets)?;
-                return tape.cross_entropy(logits, &targets, Some(&row_weights));
-            }
-            tape.linear_cross_entropy(rows, items, &targets, Some(&row_weights))
+            item_cross_entropy(tape, rows, items, &targets, Some(&row_weights), offsets)
         }
         LossKind::SampledBce => {
             let k = batch.negatives.shape()[2];
@@ -216,6 +209,38 @@ pub fn next_item_loss_excluding(
             // −log σ(pos) averaged over real positions plus −log σ(−neg) averaged over their
             // negatives: with one negative this is SASRec's loss, summed per position.
             tape.add(positive_loss, negative_loss)
+        }
+    }
+}
+
+/// Full-softmax cross-entropy of `rows` `[r, d]` scored against every row of `items`
+/// `[items + 1, d]`. Without `offsets` the fused output layer never builds the `[r, items + 1]`
+/// logits; with them (excluded items, the cold-start study) it must, to add them.
+pub fn item_cross_entropy(
+    tape: &mut Tape,
+    rows: Var,
+    items: Var,
+    targets: &Ids,
+    weights: Option<&Tensor>,
+    offsets: Option<&Tensor>,
+) -> Result<Var> {
+    match offsets {
+        None => tape.linear_cross_entropy(rows, items, targets, weights),
+        Some(_) => {
+            let logits = tape.matmul_t(rows, items, false, true)?;
+            let logits = add_offsets(tape, logits, offsets)?;
+            tape.cross_entropy(logits, targets, weights)
+        }
+    }
+}
+
+/// `logits` `[r, items + 1]` plus `offsets` (`excluded_items_offsets`) when there are any.
+pub fn add_offsets(tape: &mut Tape, logits: Var, offsets: Option<&Tensor>) -> Result<Var> {
+    match offsets {
+        None => Ok(logits),
+        Some(offsets) => {
+            let offsets = tape.constant(offsets.clone());
+            tape.add(logits, offsets)
         }
     }
 }
