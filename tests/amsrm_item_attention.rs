@@ -8,10 +8,9 @@
 mod common;
 
 use common::synthetic::synthetic;
-use common::{Check, check_op, random_values};
+use common::{Check, check_op, first_batch, random_values};
 use seqrec::config::Config;
 use seqrec::data::Dataset;
-use seqrec::data::batch::{BatchConfig, Batcher, Examples, Sampling};
 use seqrec::models::amsrm::Amsrm;
 use seqrec::models::layers::{item_weights, weighted_attention};
 use seqrec::models::{LossKind, Model, SequenceInput, TrainingBatch};
@@ -35,25 +34,6 @@ fn amsrm(exp: &Experiment) -> Amsrm {
         c.train.seed,
     )
     .unwrap()
-}
-
-/// The first training batch of `exp` (every position, `negatives` sampled negatives).
-fn first_batch(exp: &Experiment, negatives: usize) -> TrainingBatch {
-    let batcher = Batcher::new(
-        &exp.split.train,
-        exp.num_items(),
-        BatchConfig {
-            max_len: exp.config.data.max_len,
-            batch_size: exp.config.train.batch_size,
-            examples: Examples::EveryPosition,
-            negatives,
-            sampling: Sampling::Uniform,
-            exclude_user_items: true,
-            seed: 3,
-        },
-    )
-    .unwrap();
-    TrainingBatch::from(batcher.epoch(0).unwrap().remove(0))
 }
 
 fn loss(model: &dyn Model, batch: &TrainingBatch, kind: LossKind) -> f32 {
@@ -138,7 +118,7 @@ fn neutral_item_weights_are_plain_self_attention() {
     }
     assert_eq!(zeroed, 4, "W_e, b_e, W_c, b_c");
     for kind in [LossKind::FullSoftmax, LossKind::SampledBce] {
-        let batch = first_batch(&exp, 2);
+        let batch = first_batch(&exp, exp.config.train.batch_size, 2, 3);
         let (a, b) = (loss(&plain, &batch, kind), loss(&weighted, &batch, kind));
         assert!(
             (a - b).abs() < 1e-5 * (1.0 + a.abs()),
@@ -480,7 +460,7 @@ fn runs_on_ml100k_side_information() {
     ]);
     let exp = Experiment::prepare(&data, &config).unwrap();
     let mut model = amsrm(&exp);
-    let batch = first_batch(&exp, 1);
+    let batch = first_batch(&exp, exp.config.train.batch_size, 1, 3);
     let mut adam = seqrec::optim::Adam::new(0.01);
     let mut losses = Vec::new();
     for step in 0..3 {

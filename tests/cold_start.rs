@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 mod common;
 
+use common::first_batch;
 use common::synthetic::synthetic;
 use seqrec::autograd::Tape;
 use seqrec::config::Config;
@@ -239,21 +240,6 @@ fn groups_hold_what_they_say() {
     assert_eq!(warm_users, expected);
 }
 
-/// A training batch of `exp`'s first sequences.
-fn first_batch(exp: &Experiment) -> TrainingBatch {
-    let config = seqrec::data::batch::BatchConfig {
-        max_len: exp.config.data.max_len,
-        batch_size: 64,
-        examples: seqrec::data::batch::Examples::EveryPosition,
-        negatives: 1,
-        sampling: seqrec::data::batch::Sampling::Uniform,
-        exclude_user_items: true,
-        seed: 1,
-    };
-    let batcher = Batcher::new(&exp.split.train, exp.num_items(), config).unwrap();
-    TrainingBatch::from(batcher.epoch(0).unwrap().remove(0))
-}
-
 /// The gradient of `param` after one training-mode loss with dropout seed `seed`.
 fn gradient(model: &mut dyn Model, batch: &TrainingBatch, param: &str, seed: u32) -> Vec<f32> {
     let mut tape = Tape::new();
@@ -284,7 +270,7 @@ fn id_dropout_zeroes_a_random_share_of_id_rows_in_training_only() {
     let data = synthetic(100, 5);
     let dim = 16;
     let plain = Experiment::prepare(&data, &config("amsrm", &[])).unwrap();
-    let batch = first_batch(&plain);
+    let batch = first_batch(&plain, 64, 1, 1);
     let mut model = plain.build_model().unwrap();
     assert!(
         zero_rows(&gradient(model.as_mut(), &batch, "item_embedding", 1), dim).is_empty(),
@@ -353,7 +339,7 @@ fn cold_items_are_scored_from_features_and_never_trained() {
     for model_name in trained_by_gradient {
         let exp = Experiment::prepare(&data, &config(model_name, &COLD)).unwrap();
         let cold = exp.cold.as_ref().unwrap().items.clone();
-        let batch = first_batch(&exp);
+        let batch = first_batch(&exp, 64, 1, 1);
         let mut model = exp.build_model().unwrap();
         let dim = 16;
         let cold_rows: Vec<usize> = cold.iter().map(|&i| i as usize).collect();

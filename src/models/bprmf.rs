@@ -9,9 +9,8 @@
 //! The model ignores order. A user it has never seen (id 0, an anonymous sequence) is folded
 //! in as the mean embedding of the items given.
 
-use super::windows::repeat_users;
 use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, item_cross_entropy,
+    LossKind, Model, SequenceInput, TrainingBatch, add_offsets, excluded_items_offsets,
     padding_mask,
 };
 use crate::autograd::{Tape, Var};
@@ -120,12 +119,26 @@ impl Model for BprMf {
                 tape.bpr_loss(x_ui, x_uj, Some(&weights))
             }
             LossKind::FullSoftmax => {
-                let rows = repeat_users(&batch.input.users, n)?;
-                let w_u = tape.embedding(users, &rows)?; // [b·n, d]
-                let targets = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
-                let weights = batch.weights.reshaped(&[b * n])?;
-                let offsets = self.cold_offsets.as_ref();
-                item_cross_entropy(tape, w_u, items, &targets, Some(&weights), offsets)
+                // Every position of a user has the same query w_u, so the softmax is taken
+                // once per user, not once per position (n times less work):
+                // −Σ_t w_t log p(i_t | u) / Σ_t w_t, log p from one [B, items + 1] row per user.
+                let w_u = tape.embedding(users, &batch.input.users)?; // [b, d]
+                let logits = tape.matmul_t(w_u, items, false, true)?;
+                let logits = add_offsets(tape, logits, self.cold_offsets.as_ref())?;
+                let log_p = tape.log_softmax(logits)?;
+                let width = tape.shape(log_p)[1];
+                let log_p = tape.reshape(log_p, &[b * width, 1])?;
+                let picks: Vec<u32> = (0..b * n)
+                    .map(|r| ((r / n) * width) as u32 + batch.positives.values()[r])
+                    .collect();
+                let picked = tape.index_select(log_p, 0, &Ids::from_vec(&[b * n], picks)?)?;
+                let weights = batch.weights.to_vec();
+                let total: f32 = weights.iter().sum();
+                let scale = if total > 0.0 { -1.0 / total } else { 0.0 };
+                let weights = tape.constant(Tensor::from_vec(&[b * n, 1], weights)?);
+                let weighted = tape.mul(picked, weights)?;
+                let sum = tape.sum_all(weighted)?;
+                tape.scale(sum, scale)
             }
         }
     }

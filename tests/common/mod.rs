@@ -291,3 +291,25 @@ pub fn small_config(model: &str, extra: &[&str]) -> seqrec::config::Config {
     seqrec::config::Config::from_toml_with_overrides(&format!("model = \"{model}\"\n"), &sets)
         .unwrap()
 }
+
+/// The first training batch of `exp`'s training sequences: every position, `negatives`
+/// uniformly sampled negatives (never the user's own items), the batcher seeded with `seed`.
+pub fn first_batch(
+    exp: &seqrec::train::Experiment,
+    batch_size: usize,
+    negatives: usize,
+    seed: u64,
+) -> seqrec::models::TrainingBatch {
+    use seqrec::data::batch::{BatchConfig, Batcher, Examples, Sampling};
+    let config = BatchConfig {
+        max_len: exp.config.data.max_len,
+        batch_size,
+        examples: Examples::EveryPosition,
+        negatives,
+        sampling: Sampling::Uniform,
+        exclude_user_items: true,
+        seed,
+    };
+    let batcher = Batcher::new(&exp.split.train, exp.num_items(), config).unwrap();
+    seqrec::models::TrainingBatch::from(batcher.epoch(0).unwrap().remove(0))
+}
