@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use super::math::fast_exp;
 use super::microkernel::transpose;
+use super::scratch::Scratch;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, gemm_into, sgemm, tensor};
 use crate::backend::{GruGradients, RecurrentKernels};
 use crate::tensor::Tensor;
@@ -112,7 +113,7 @@ fn forward_block(
     let g3 = 3 * hidden;
     let rows = out.len() / (length * hidden);
     // The input projections of every step of the block at once.
-    let mut gx = vec![0.0f32; rows * length * g3];
+    let mut gx = Scratch::new(rows * length * g3);
     sgemm(
         rows * length,
         input,
@@ -296,8 +297,9 @@ fn backward_block(
     let g3 = 3 * hidden;
     let rows = dh0.len() / hidden;
     let steps = rows * length;
-    let mut dgx = vec![0.0f32; steps * g3];
-    let mut dgh = vec![0.0f32; steps * g3];
+    // Written in full by cell_backward before any read.
+    let mut dgx = Scratch::new(steps * g3);
+    let mut dgh = Scratch::new(steps * g3);
     let mut db_ih = vec![0.0f32; g3];
     let mut db_hh = vec![0.0f32; g3];
     let mut carry = vec![0.0f32; rows * hidden];
@@ -373,11 +375,12 @@ fn backward_block(
         &mut dw_ih,
     );
     // dW_hh = H_prevᵀ · dGH, with H_prev the hidden state each step started from.
-    let mut h_prev_all = vec![0.0f32; steps * hidden];
+    let mut h_prev_all = Scratch::new(steps * hidden);
     for i in 0..rows {
         let rows_of_i = &mut h_prev_all[i * length * hidden..(i + 1) * length * hidden];
-        if let Some(h0) = b.h0 {
-            rows_of_i[..hidden].copy_from_slice(&h0[i * hidden..(i + 1) * hidden]);
+        match b.h0 {
+            Some(h0) => rows_of_i[..hidden].copy_from_slice(&h0[i * hidden..(i + 1) * hidden]),
+            None => rows_of_i[..hidden].fill(0.0),
         }
         rows_of_i[hidden..]
             .copy_from_slice(&b.hidden[i * length * hidden..((i + 1) * length - 1) * hidden]);

@@ -14,6 +14,7 @@ mod math;
 pub mod microkernel;
 mod nn;
 mod optim;
+mod scratch;
 mod shape;
 
 use super::Backend;
