@@ -13,7 +13,7 @@
 //! (the paper's T = 1 setting).
 
 use super::layers::Linear;
-use super::windows::{all_windows, last_windows, repeat_users};
+use super::windows::{all_windows, last_windows, repeat_users, select_rows};
 use super::{LossKind, Model, SequenceInput, TrainingBatch, add_offsets, excluded_items_offsets};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
@@ -166,22 +166,32 @@ impl Model for AttRec {
 
     fn loss(&self, tape: &mut Tape, batch: &TrainingBatch, kind: LossKind) -> Result<Var> {
         let (b, n) = (batch.positives.shape()[0], batch.positives.shape()[1]);
-        let rows = b * n;
-        let windows = all_windows(&batch.input.items, self.window)?;
-        let users = repeat_users(&batch.input.users, n)?;
+        // Only positions with a target: a padding position would cost a row of distances to
+        // every item for nothing (82% of the rows on Amazon Beauty at n = 50).
+        let all_weights = batch.weights.to_vec();
+        let needed: Vec<u32> = (0..b * n)
+            .filter(|&r| all_weights[r] != 0.0)
+            .map(|r| r as u32)
+            .collect();
+        let rows = needed.len();
+        let windows = select_rows(&all_windows(&batch.input.items, self.window)?, &needed)?;
+        let users = select_rows(&repeat_users(&batch.input.users, n)?, &needed)?;
         let m = self.short_term(tape, &windows)?;
-        let weights = batch.weights.reshaped(&[rows])?;
+        let weights: Vec<f32> = needed.iter().map(|&r| all_weights[r as usize]).collect();
+        let weights = Tensor::from_vec(&[rows], weights)?;
+        let positives = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
+        let positives = select_rows(&positives, &needed)?;
         match kind {
             LossKind::FullSoftmax => {
                 let logits = self.all_scores(tape, &users, m)?;
                 let logits = add_offsets(tape, logits, self.cold_offsets.as_ref())?;
-                let targets = Ids::from_vec(&[rows], batch.positives.values().to_vec())?;
-                tape.cross_entropy(logits, &targets, Some(&weights))
+                tape.cross_entropy(logits, &positives, Some(&weights))
             }
             LossKind::SampledBce => {
                 let k = batch.negatives.shape()[2];
-                let positives = Ids::from_vec(&[rows, 1], batch.positives.values().to_vec())?;
-                let negatives = Ids::from_vec(&[rows, k], batch.negatives.values().to_vec())?;
+                let positives = Ids::from_vec(&[rows, 1], positives.values().to_vec())?;
+                let negatives = Ids::from_vec(&[b * n, k], batch.negatives.values().to_vec())?;
+                let negatives = select_rows(&negatives, &needed)?;
                 let y_pos = self.distances(tape, &users, m, &positives)?; // [rows, 1]
                 let y_neg = self.distances(tape, &users, m, &negatives)?; // [rows, k]
                 let gap = tape.sub(y_pos, y_neg)?;
@@ -242,4 +252,45 @@ fn attention_mask(windows: &Ids) -> Tensor {
         }
     }
     Tensor::from_vec(&[rows, l, l], mask).expect("sizes match")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::windows::test_support::{assert_close, padded_batch, value_and_gradients};
+
+    /// The loss over every position, padding ones included (weight 0): what `loss` computes
+    /// while skipping the positions that have nothing to predict.
+    fn every_position_loss(model: &AttRec, tape: &mut Tape, batch: &TrainingBatch) -> Var {
+        let (b, n) = (batch.positives.shape()[0], batch.positives.shape()[1]);
+        let windows = all_windows(&batch.input.items, model.window).unwrap();
+        let users = repeat_users(&batch.input.users, n).unwrap();
+        let m = model.short_term(tape, &windows).unwrap();
+        let logits = model.all_scores(tape, &users, m).unwrap();
+        let targets = Ids::from_vec(&[b * n], batch.positives.values().to_vec()).unwrap();
+        let weights = batch.weights.reshaped(&[b * n]).unwrap();
+        tape.cross_entropy(logits, &targets, Some(&weights))
+            .unwrap()
+    }
+
+    #[test]
+    fn skipping_padding_positions_changes_neither_loss_nor_gradients() {
+        let config = ModelConfig {
+            dim: 8,
+            window: 3,
+            dropout: 0.0,
+            ..ModelConfig::default()
+        };
+        let mut model = AttRec::new(9, 3, &config, 5).unwrap();
+        let batch = padded_batch();
+        let mut tape = Tape::new();
+        let loss = model
+            .loss(&mut tape, &batch, LossKind::FullSoftmax)
+            .unwrap();
+        let got = value_and_gradients(&tape, loss, &mut model.store);
+        let mut tape = Tape::new();
+        let loss = every_position_loss(&model, &mut tape, &batch);
+        let want = value_and_gradients(&tape, loss, &mut model.store);
+        assert_close(&got, &want);
+    }
 }

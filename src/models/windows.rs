@@ -50,6 +50,106 @@ pub fn repeat_users(users: &Ids, n: usize) -> Result<Ids> {
     Ids::from_vec(&[values.len()], values)
 }
 
+/// Rows `rows` of ids `[R, ...]` (rank 1 or 2), in that order: the windows (and their users)
+/// that have something to predict, so that padding windows cost no logits.
+pub fn select_rows(ids: &Ids, rows: &[u32]) -> Result<Ids> {
+    let width: usize = ids.shape()[1..].iter().product();
+    let values = ids.values();
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        let r = r as usize;
+        out.extend_from_slice(&values[r * width..(r + 1) * width]);
+    }
+    let mut shape = ids.shape().to_vec();
+    shape[0] = rows.len();
+    Ids::from_vec(&shape, out)
+}
+
+/// For the models' tests: a left-padded batch and the gradients of a loss.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::autograd::{Tape, Var};
+    use crate::models::{SequenceInput, TrainingBatch};
+    use crate::optim::ParamStore;
+    use crate::tensor::{Ids, Tensor};
+
+    /// Three sequences of lengths 8, 3 and 1 over items 1..=9, left-padded to n = 8, one
+    /// negative per position; users 1, 2, 3.
+    pub fn padded_batch() -> TrainingBatch {
+        let n = 8;
+        let lengths = [8usize, 3, 1];
+        let (mut items, mut positives, mut weights) = (vec![], vec![], vec![]);
+        for (row, &len) in lengths.iter().enumerate() {
+            for t in 0..n {
+                let real = t >= n - len;
+                let item = 1 + ((row * 5 + t * 3) % 9) as u32;
+                items.push(if real { item } else { 0 });
+                positives.push(if real { 1 + (item % 9) } else { 0 });
+                weights.push(if real { 1.0 } else { 0.0 });
+            }
+        }
+        let b = lengths.len();
+        let negatives = positives
+            .iter()
+            .map(|&p| if p == 0 { 0 } else { 1 + p % 9 })
+            .collect();
+        TrainingBatch {
+            input: SequenceInput {
+                users: Ids::from_vec(&[b], vec![1, 2, 3]).unwrap(),
+                items: Ids::from_vec(&[b, n], items.clone()).unwrap(),
+                behaviours: Ids::from_vec(
+                    &[b, n],
+                    items.iter().map(|&i| u32::from(i != 0)).collect(),
+                )
+                .unwrap(),
+            },
+            positives: Ids::from_vec(&[b, n], positives).unwrap(),
+            negatives: Ids::from_vec(&[b, n, 1], negatives).unwrap(),
+            weights: Tensor::from_vec(&[b, n], weights).unwrap(),
+        }
+    }
+
+    /// The loss value and every parameter's gradient, in store order.
+    pub fn value_and_gradients(
+        tape: &Tape,
+        loss: Var,
+        store: &mut ParamStore,
+    ) -> (f32, Vec<Vec<f32>>) {
+        let grads = tape.backward(loss).unwrap();
+        store.zero_grad();
+        grads.accumulate_into(store);
+        let ids: Vec<_> = store.ids().collect();
+        let gradients = ids
+            .into_iter()
+            .map(|id| store.grad(id).map(|g| g.to_vec()).unwrap_or_default())
+            .collect();
+        (tape.value(loss).to_vec()[0], gradients)
+    }
+
+    /// Asserts two (loss, gradients) pairs agree to f32 rounding.
+    pub fn assert_close(got: &(f32, Vec<Vec<f32>>), want: &(f32, Vec<Vec<f32>>)) {
+        assert!(
+            (got.0 - want.0).abs() <= 1e-5 * (1.0 + want.0.abs()),
+            "loss {} vs {}",
+            got.0,
+            want.0
+        );
+        assert!(
+            want.1.iter().any(|g| g.iter().any(|&x| x != 0.0)),
+            "some gradient is non-zero"
+        );
+        for (p, (g, w)) in got.1.iter().zip(&want.1).enumerate() {
+            assert_eq!(g.len(), w.len(), "parameter {p}");
+            for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "parameter {p}[{i}]: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +161,8 @@ mod tests {
         assert_eq!(w.values(), &[0, 0, 0, 7, 7, 8, 8, 9]);
         assert_eq!(last_windows(&items, 3).unwrap().values(), &[7, 8, 9]);
         assert_eq!(last_windows(&items, 5).unwrap().values(), &[0, 0, 7, 8, 9]);
+        let picked = select_rows(&w, &[3, 1]).unwrap();
+        assert_eq!(picked.shape(), &[2, 2]);
+        assert_eq!(picked.values(), &[8, 9, 0, 7]);
     }
 }
