@@ -2,9 +2,9 @@
 //!
 //! Batch rows are independent through the whole recurrence, so the batch is split into one
 //! block per thread and each block runs all L steps on its own, with no synchronisation
-//! between steps. Inside a block: the input projections of every step in one GEMM
-//! (`[rows·L, I] × [I, 3H]`), then per step one `[rows, H] × [H, 3H]` GEMM and a fused pass
-//! over the gates. Backward mirrors it: per step a fused pass for the gate gradients, then
+//! between steps. Inside a block, per step: the input projections `[rows, I] × [I, 3H]`, the
+//! recurrent ones `[rows, H] × [H, 3H]`, and a fused pass over the gates (one GEMM over all
+//! steps for the input projections measured no faster, and held a `[rows·L, 3H]` buffer). Backward mirrors it: per step a fused pass for the gate gradients, then
 //! the four products that use them while they are in cache — dx_t = dGX_t·W_ihᵀ,
 //! dW_ih += X_tᵀ·dGX_t, dW_hh += H_{t−1}ᵀ·dGH_t and dh_{t−1} += dGH_t·W_hhᵀ (W_ihᵀ and W_hhᵀ
 //! transposed once per call, so that every product reads contiguous rows and needs no
@@ -117,24 +117,16 @@ fn forward_block(
     } = d;
     let g3 = 3 * hidden;
     let rows = out.len() / (length * hidden);
-    // The input projections of every step of the block at once.
-    let mut gx = Scratch::new(rows * length * g3);
-    sgemm(
-        rows * length,
-        input,
-        g3,
-        x,
-        input as isize,
-        1,
-        w.w_ih,
-        g3 as isize,
-        1,
-        &mut gx,
-    );
+    // The step's input projections, X_t · W_ih, computed per step like h_{t−1} · W_hh so
+    // that the cell pass reads both from cache.
+    let mut gx = Scratch::new(rows * g3);
     let mut gh = vec![0.0f32; rows * g3];
     let zeros = vec![0.0f32; hidden];
     let mut scratch = vec![0.0f32; 4 * hidden];
     for t in 0..length {
+        // gx = x_t · W_ih for every row of the block; x_t of row i is x[i, t].
+        let x_t = &x[t * input..];
+        gemm_into(rows, input, g3, x_t, [length * input, 1], w.w_ih, g3, &mut gx, g3, false);
         // gh = h_{t-1} · W_hh for every row of the block. h_{t-1} of row i is out[i, t-1].
         if t > 0 {
             let row_stride = (length * hidden) as isize;
@@ -181,7 +173,7 @@ fn forward_block(
                 None => &mut scratch[..],
             };
             cell_forward(
-                &gx[step * g3..(step + 1) * g3],
+                &gx[i * g3..(i + 1) * g3],
                 &gh[i * g3..(i + 1) * g3],
                 w.b_ih,
                 w.b_hh,
