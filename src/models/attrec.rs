@@ -257,7 +257,7 @@ fn attention_mask(windows: &Ids) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::windows::test_support::{assert_close, padded_batch, value_and_gradients};
+    use crate::models::windows::test_support::{assert_loss_matches, padded_batch};
 
     /// The loss over every position, padding ones included (weight 0): what `loss` computes
     /// while skipping the positions that have nothing to predict.
@@ -282,15 +282,8 @@ mod tests {
             ..ModelConfig::default()
         };
         let mut model = AttRec::new(9, 3, &config, 5).unwrap();
-        let batch = padded_batch();
-        let mut tape = Tape::new();
-        let loss = model
-            .loss(&mut tape, &batch, LossKind::FullSoftmax)
-            .unwrap();
-        let got = value_and_gradients(&tape, loss, &mut model.store);
-        let mut tape = Tape::new();
-        let loss = every_position_loss(&model, &mut tape, &batch);
-        let want = value_and_gradients(&tape, loss, &mut model.store);
-        assert_close(&got, &want);
+        assert_loss_matches(&mut model, &padded_batch(), |model, tape| {
+            every_position_loss(model, tape, &padded_batch())
+        });
     }
 }

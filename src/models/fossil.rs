@@ -32,10 +32,8 @@
 //!   row 0 never receives a gradient). η_k starts at 1, P and Q Xavier-uniform, γ at zero.
 //! - Mini-batches of whole sequences with Adam, rather than SGD on sampled quadruples.
 
-use super::fpmc::sampled_bpr_loss;
-use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, next_item_loss_excluding,
-};
+use super::fpmc::markov_loss;
+use super::{LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -171,17 +169,8 @@ impl Model for Fossil {
         let n = batch.input.items.shape()[1];
         let queries = self.user_representation(tape, &batch.input.users, &batch.input.items, n)?;
         let targets = self.targets(tape)?;
-        match kind {
-            LossKind::SampledBce => sampled_bpr_loss(tape, queries, targets, batch),
-            LossKind::FullSoftmax => next_item_loss_excluding(
-                tape,
-                queries,
-                targets,
-                batch,
-                kind,
-                self.cold_offsets.as_ref(),
-            ),
-        }
+        let offsets = self.cold_offsets.as_ref();
+        markov_loss(tape, queries, targets, batch, kind, offsets)
     }
 
     fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {

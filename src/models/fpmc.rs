@@ -119,17 +119,8 @@ impl Model for Fpmc {
         // The item at position t is the last item l for the target at t (the next item).
         let queries = self.queries(tape, &batch.input.users, &batch.input.items)?;
         let targets = self.targets(tape)?;
-        match kind {
-            LossKind::SampledBce => sampled_bpr_loss(tape, queries, targets, batch),
-            LossKind::FullSoftmax => next_item_loss_excluding(
-                tape,
-                queries,
-                targets,
-                batch,
-                kind,
-                self.cold_offsets.as_ref(),
-            ),
-        }
+        let offsets = self.cold_offsets.as_ref();
+        markov_loss(tape, queries, targets, batch, kind, offsets)
     }
 
     fn set_cold_items(&mut self, items: &[u32]) -> Result<()> {
@@ -146,6 +137,24 @@ impl Model for Fpmc {
         let queries = tape.reshape(queries, &[b, width])?;
         let targets = self.targets(tape)?;
         tape.matmul_t(queries, targets, false, true)
+    }
+}
+
+/// The loss of FPMC and Fossil: S-BPR with the sampled negatives (`bce`, the papers'
+/// recipe) or full-softmax cross-entropy without the `offsets`-excluded items (`ce`).
+pub(crate) fn markov_loss(
+    tape: &mut Tape,
+    queries: Var,
+    targets: Var,
+    batch: &TrainingBatch,
+    kind: LossKind,
+    offsets: Option<&Tensor>,
+) -> Result<Var> {
+    match kind {
+        LossKind::SampledBce => sampled_bpr_loss(tape, queries, targets, batch),
+        LossKind::FullSoftmax => {
+            next_item_loss_excluding(tape, queries, targets, batch, kind, offsets)
+        }
     }
 }
 

@@ -69,7 +69,7 @@ pub fn select_rows(ids: &Ids, rows: &[u32]) -> Result<Ids> {
 #[cfg(test)]
 pub(crate) mod test_support {
     use crate::autograd::{Tape, Var};
-    use crate::models::{SequenceInput, TrainingBatch};
+    use crate::models::{LossKind, Model, SequenceInput, TrainingBatch};
     use crate::optim::ParamStore;
     use crate::tensor::{Ids, Tensor};
 
@@ -110,11 +110,7 @@ pub(crate) mod test_support {
     }
 
     /// The loss value and every parameter's gradient, in store order.
-    pub fn value_and_gradients(
-        tape: &Tape,
-        loss: Var,
-        store: &mut ParamStore,
-    ) -> (f32, Vec<Vec<f32>>) {
+    fn value_and_gradients(tape: &Tape, loss: Var, store: &mut ParamStore) -> (f32, Vec<Vec<f32>>) {
         let grads = tape.backward(loss).unwrap();
         store.zero_grad();
         grads.accumulate_into(store);
@@ -126,8 +122,19 @@ pub(crate) mod test_support {
         (tape.value(loss).to_vec()[0], gradients)
     }
 
-    /// Asserts two (loss, gradients) pairs agree to f32 rounding.
-    pub fn assert_close(got: &(f32, Vec<Vec<f32>>), want: &(f32, Vec<Vec<f32>>)) {
+    /// Asserts that `model`'s full-softmax loss on `batch` and its gradients equal those of
+    /// `reference` (the same loss computed another way) to f32 rounding.
+    pub fn assert_loss_matches<M: Model>(
+        model: &mut M,
+        batch: &TrainingBatch,
+        reference: impl Fn(&M, &mut Tape) -> Var,
+    ) {
+        let mut tape = Tape::new();
+        let loss = model.loss(&mut tape, batch, LossKind::FullSoftmax).unwrap();
+        let got = value_and_gradients(&tape, loss, model.params_mut());
+        let mut tape = Tape::new();
+        let loss = reference(model, &mut tape);
+        let want = value_and_gradients(&tape, loss, model.params_mut());
         assert!(
             (got.0 - want.0).abs() <= 1e-5 * (1.0 + want.0.abs()),
             "loss {} vs {}",

@@ -126,7 +126,18 @@ fn forward_block(
     for t in 0..length {
         // gx = x_t · W_ih for every row of the block; x_t of row i is x[i, t].
         let x_t = &x[t * input..];
-        gemm_into(rows, input, g3, x_t, [length * input, 1], w.w_ih, g3, &mut gx, g3, false);
+        gemm_into(
+            rows,
+            input,
+            g3,
+            x_t,
+            [length * input, 1],
+            w.w_ih,
+            g3,
+            &mut gx,
+            g3,
+            false,
+        );
         // gh = h_{t-1} · W_hh for every row of the block. h_{t-1} of row i is out[i, t-1].
         if t > 0 {
             let row_stride = (length * hidden) as isize;
@@ -327,11 +338,33 @@ fn backward_block(
         // dx_t = dGX_t · W_ihᵀ, into row (i, t) of the block's dx for every row i.
         if let Some(dx) = dx.as_deref_mut() {
             let out = &mut dx[t * input..];
-            gemm_into(rows, g3, input, &dgx, [g3, 1], w.w_ih_t, input, out, length * input, false);
+            gemm_into(
+                rows,
+                g3,
+                input,
+                &dgx,
+                [g3, 1],
+                w.w_ih_t,
+                input,
+                out,
+                length * input,
+                false,
+            );
         }
         // dW_ih += X_tᵀ · dGX_t, element (j, i) of X_tᵀ at x[(i·L + t)·I + j].
         let x_t = &b.x[t * input..];
-        gemm_into(input, rows, g3, x_t, [1, length * input], &dgx, g3, &mut dw_ih, g3, true);
+        gemm_into(
+            input,
+            rows,
+            g3,
+            x_t,
+            [1, length * input],
+            &dgx,
+            g3,
+            &mut dw_ih,
+            g3,
+            true,
+        );
         // dW_hh += H_{t−1}ᵀ · dGH_t, H_{t−1} the states step t started from (h0 at t = 0,
         // a constant zero without it).
         let h_prev = match (t, b.h0) {
@@ -342,9 +375,31 @@ fn backward_block(
         let Some((h_prev, stride)) = h_prev else {
             break; // h_{-1} is a constant zero: nobody wants its gradient.
         };
-        gemm_into(hidden, rows, g3, h_prev, [1, stride], &dgh, g3, &mut dw_hh, g3, true);
+        gemm_into(
+            hidden,
+            rows,
+            g3,
+            h_prev,
+            [1, stride],
+            &dgh,
+            g3,
+            &mut dw_hh,
+            g3,
+            true,
+        );
         // carry += dGH_t · W_hhᵀ
-        gemm_into(rows, g3, hidden, &dgh, [g3, 1], w.w_hh_t, hidden, &mut carry, hidden, true);
+        gemm_into(
+            rows,
+            g3,
+            hidden,
+            &dgh,
+            [g3, 1],
+            w.w_hh_t,
+            hidden,
+            &mut carry,
+            hidden,
+            true,
+        );
     }
     if b.h0.is_some() {
         dh0.copy_from_slice(&carry);
