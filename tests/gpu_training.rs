@@ -1,6 +1,8 @@
 //! A model trains on the GPU with no code change: every model's first training steps on the
 //! GPU follow the CPU's losses (same initialisation, batches and dropout masks), and
-//! full-ranking scores agree after training.
+//! full-ranking scores agree after training. Both losses where the model has a code path of
+//! its own for each (Caser, BPR-MF and AttRec skip padding rows, BPR-MF takes its softmax once
+//! per user).
 
 mod common;
 
@@ -58,4 +60,19 @@ fn bprmf_sampled_bce() {
 #[test]
 fn attrec_sampled_bce() {
     follows_the_cpu("attrec", "bce");
+}
+
+#[test]
+fn caser_full_softmax() {
+    follows_the_cpu("caser", "ce");
+}
+
+#[test]
+fn bprmf_full_softmax() {
+    follows_the_cpu("bprmf", "ce");
+}
+
+#[test]
+fn attrec_full_softmax() {
+    follows_the_cpu("attrec", "ce");
 }
