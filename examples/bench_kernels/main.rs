@@ -13,6 +13,7 @@
 
 mod attention;
 mod gru_ffn;
+mod peak;
 mod sgemm;
 mod train_step;
 
@@ -39,6 +40,7 @@ pub struct Case {
 /// Every family's cases. Add a family here: `cases.extend(family::cases());`.
 fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
+    cases.extend(peak::cases());
     cases.extend(sgemm::cases());
     cases.extend(attention::cases());
     cases.extend(gru_ffn::cases());
