@@ -19,7 +19,6 @@ use rayon::prelude::*;
 
 use super::math::fast_exp;
 use super::microkernel::transpose;
-use super::scratch::Scratch;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, gemm_into, sgemm, tensor};
 use crate::backend::{GruGradients, RecurrentKernels};
 use crate::tensor::Tensor;
@@ -119,7 +118,7 @@ fn forward_block(
     let rows = out.len() / (length * hidden);
     // The step's input projections, X_t · W_ih, computed per step like h_{t−1} · W_hh so
     // that the cell pass reads both from cache.
-    let mut gx = Scratch::new(rows * g3);
+    let mut gx = vec![0.0f32; rows * g3];
     let mut gh = vec![0.0f32; rows * g3];
     let zeros = vec![0.0f32; hidden];
     let mut scratch = vec![0.0f32; 4 * hidden];
@@ -306,9 +305,8 @@ fn backward_block(
     } = d;
     let g3 = 3 * hidden;
     let rows = dh0.len() / hidden;
-    // Written in full by cell_backward before any read.
-    let mut dgx = Scratch::new(rows * g3);
-    let mut dgh = Scratch::new(rows * g3);
+    let mut dgx = vec![0.0f32; rows * g3];
+    let mut dgh = vec![0.0f32; rows * g3];
     let mut dw_ih = vec![0.0f32; input * g3];
     let mut dw_hh = vec![0.0f32; hidden * g3];
     let mut db_ih = vec![0.0f32; g3];

@@ -14,7 +14,6 @@ mod math;
 pub mod microkernel;
 mod nn;
 mod optim;
-mod scratch;
 mod shape;
 
 use super::Backend;
