@@ -14,7 +14,9 @@
 
 use super::layers::Linear;
 use super::windows::{all_windows, last_windows, repeat_users, select_rows};
-use super::{LossKind, Model, SequenceInput, TrainingBatch, add_offsets, excluded_items_offsets};
+use super::{
+    LossKind, Model, SequenceInput, TargetRows, TrainingBatch, add_offsets, excluded_items_offsets,
+};
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -168,19 +170,15 @@ impl Model for AttRec {
         let (b, n) = (batch.positives.shape()[0], batch.positives.shape()[1]);
         // Only positions with a target: a padding position would cost a row of distances to
         // every item for nothing (82% of the rows on Amazon Beauty at n = 50).
-        let all_weights = batch.weights.to_vec();
-        let needed: Vec<u32> = (0..b * n)
-            .filter(|&r| all_weights[r] != 0.0)
-            .map(|r| r as u32)
-            .collect();
+        let TargetRows {
+            positions: needed,
+            targets: positives,
+            weights,
+        } = TargetRows::of(batch)?;
         let rows = needed.len();
         let windows = select_rows(&all_windows(&batch.input.items, self.window)?, &needed)?;
         let users = select_rows(&repeat_users(&batch.input.users, n)?, &needed)?;
         let m = self.short_term(tape, &windows)?;
-        let weights: Vec<f32> = needed.iter().map(|&r| all_weights[r as usize]).collect();
-        let weights = Tensor::from_vec(&[rows], weights)?;
-        let positives = Ids::from_vec(&[b * n], batch.positives.values().to_vec())?;
-        let positives = select_rows(&positives, &needed)?;
         match kind {
             LossKind::FullSoftmax => {
                 let logits = self.all_scores(tape, &users, m)?;

@@ -174,21 +174,19 @@ pub fn next_item_loss_excluding(
         LossKind::FullSoftmax => {
             // Only positions with a target: padding rows would cost a full row of logits each
             // (18% of an ml-100k batch at n = 50, 56% at n = 200) for a zero loss.
-            let weights = batch.weights.to_vec();
-            let real: Vec<u32> = (0..(b * n) as u32)
-                .filter(|&r| weights[r as usize] != 0.0)
-                .collect();
-            let targets: Vec<u32> = real
-                .iter()
-                .map(|&r| batch.positives.values()[r as usize])
-                .collect();
-            let row_weights: Vec<f32> = real.iter().map(|&r| weights[r as usize]).collect();
-            let count = real.len();
+            let real = TargetRows::of(batch)?;
+            let count = real.positions.len();
             let rows = tape.reshape(hidden, &[b * n, d])?;
-            let rows = tape.index_select(rows, 0, &Ids::from_vec(&[count], real)?)?;
-            let targets = Ids::from_vec(&[count], targets)?;
-            let row_weights = Tensor::from_vec(&[count], row_weights)?;
-            item_cross_entropy(tape, rows, items, &targets, Some(&row_weights), offsets)
+            let positions = Ids::from_vec(&[count], real.positions)?;
+            let rows = tape.index_select(rows, 0, &positions)?;
+            item_cross_entropy(
+                tape,
+                rows,
+                items,
+                &real.targets,
+                Some(&real.weights),
+                offsets,
+            )
         }
         LossKind::SampledBce => {
             let k = batch.negatives.shape()[2];
@@ -210,6 +208,35 @@ pub fn next_item_loss_excluding(
             // negatives: with one negative this is SASRec's loss, summed per position.
             tape.add(positive_loss, negative_loss)
         }
+    }
+}
+
+/// The positions of a batch that have a target (weight ≠ 0), as flat indices b·n + t, with
+/// their targets and weights `[count]`: the only rows a full-softmax loss needs.
+pub struct TargetRows {
+    pub positions: Vec<u32>,
+    pub targets: Ids,
+    pub weights: Tensor,
+}
+
+impl TargetRows {
+    pub fn of(batch: &TrainingBatch) -> Result<TargetRows> {
+        let weights = batch.weights.to_vec();
+        let positions: Vec<u32> = (0..weights.len() as u32)
+            .filter(|&r| weights[r as usize] != 0.0)
+            .collect();
+        let count = positions.len();
+        let pick = |r: &u32| *r as usize;
+        let targets = positions
+            .iter()
+            .map(|r| batch.positives.values()[pick(r)])
+            .collect();
+        let row_weights = positions.iter().map(|r| weights[pick(r)]).collect();
+        Ok(TargetRows {
+            targets: Ids::from_vec(&[count], targets)?,
+            weights: Tensor::from_vec(&[count], row_weights)?,
+            positions,
+        })
     }
 }
 
