@@ -4,8 +4,9 @@
 //! block per thread and each block runs all L steps on its own, with no synchronisation
 //! between steps. Inside a block, per step: the input projections `[rows, I] × [I, 3H]`, the
 //! recurrent ones `[rows, H] × [H, 3H]`, and a fused pass over the gates (one GEMM over all
-//! steps for the input projections measured no faster, and held a `[rows·L, 3H]` buffer). Backward mirrors it: per step a fused pass for the gate gradients, then
-//! the four products that use them while they are in cache — dx_t = dGX_t·W_ihᵀ,
+//! steps for the input projections measured no faster, and held a `[rows·L, 3H]` buffer).
+//! Backward mirrors it: per step a fused pass for the gate gradients, then the four
+//! products that use them while they are in cache — dx_t = dGX_t·W_ihᵀ,
 //! dW_ih += X_tᵀ·dGX_t, dW_hh += H_{t−1}ᵀ·dGH_t and dh_{t−1} += dGH_t·W_hhᵀ (W_ihᵀ and W_hhᵀ
 //! transposed once per call, so that every product reads contiguous rows and needs no
 //! packing). The blocks' weight gradients are summed at the end. (Computing the weight
