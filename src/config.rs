@@ -180,8 +180,8 @@ pub struct TrainConfig {
     /// Batch sequences of similar length together (sorted within windows of 64 batches) and
     /// cut each batch to its longest sequence: much faster on sparse data (Amazon Beauty's
     /// median user has 6 items), a different (still seeded) order of examples. Only for
-    /// models whose output does not depend on the padding width (SASRec, AMSRM); others
-    /// ignore it.
+    /// models whose output does not depend on the padding width (SASRec, AMSRM, GRU4Rec);
+    /// others ignore it.
     pub bucket_by_length: bool,
     /// Denoising augmentation: the probability that a training input item is replaced by a
     /// random catalogue item, targets unchanged (0 = off; `eval::noise`), in [0, 1).

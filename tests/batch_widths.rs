@@ -1,7 +1,8 @@
 //! Trimmed and length-bucketed training batches: a trimmed batch is the full-width batch
 //! without its all-padding columns (same examples, same negatives); bucketing covers every
-//! example once per epoch, deterministically, in narrow batches; and SASRec and AMSRM give
-//! the same loss, gradients and scores on a trimmed batch as on the full-width one.
+//! example once per epoch, deterministically, in narrow batches; and SASRec, AMSRM and
+//! GRU4Rec (with each of its losses) give the same loss, gradients and scores on a trimmed
+//! batch as on the full-width one.
 
 mod common;
 
@@ -161,15 +162,24 @@ fn trim(batch: &TrainingBatch, width: usize) -> TrainingBatch {
 }
 
 #[test]
-fn sasrec_and_amsrm_do_not_see_the_padding_width() {
+fn sasrec_amsrm_and_gru4rec_do_not_see_the_padding_width() {
     let data = common::synthetic::synthetic(60, 3);
-    for model_name in ["sasrec", "amsrm"] {
+    let cases = [
+        ("sasrec", None),
+        ("amsrm", None),
+        ("gru4rec", None),
+        ("gru4rec", Some("bpr-max")),
+        ("gru4rec", Some("top1-max")),
+    ];
+    for (model_name, gru4rec_loss) in cases {
         let mut config = Config {
             model: model_name.into(),
             ..Config::default()
         };
         config.data.max_len = 24;
         config.model_options.dropout = 0.0;
+        config.model_options.gru4rec_loss = gru4rec_loss.map(String::from);
+        let model_name = format!("{model_name} {gru4rec_loss:?}");
         let exp = Experiment::prepare(&data, &config).unwrap();
         let mut model = exp.build_model().unwrap();
         assert!(model.accepts_trimmed_batches());

@@ -366,6 +366,12 @@ impl Model for Gru4Rec {
         "gru4rec"
     }
 
+    /// Left padding is masked (h stays 0 until the first event) and the step losses group
+    /// rows by column counted from the right, so all-padding columns change nothing.
+    fn accepts_trimmed_batches(&self) -> bool {
+        true
+    }
+
     fn params(&self) -> &ParamStore {
         &self.store
     }
