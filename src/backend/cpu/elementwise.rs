@@ -17,73 +17,93 @@ fn row_offset(mut row: usize, out_shape: &[usize], strides: &[usize]) -> usize {
     offset
 }
 
-impl ElementwiseKernels for CpuBackend {
-    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
-        let (x, y) = (a.cpu(), b.cpu());
-        let n: usize = out_shape.iter().product();
-        let mut out = vec![0.0f32; n];
-        if a.shape() == out_shape && b.shape() == out_shape {
-            let kernel = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
-                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                    *o = op.apply(x, y);
-                }
-            };
-            if n >= PARALLEL_MIN_ELEMENTS {
-                out.par_chunks_mut(4096)
-                    .zip(x.par_chunks(4096).zip(y.par_chunks(4096)))
-                    .for_each(kernel);
-            } else {
-                kernel((&mut out, (x, y)));
-            }
-            return tensor(out_shape, out);
-        }
-        // General case: walk output rows; within a row each operand either advances by one
-        // or stays put (broadcast along the last axis).
-        let width = out_shape.last().copied().unwrap_or(1).max(1);
-        let sa = broadcast_strides(a.shape(), out_shape);
-        let sb = broadcast_strides(b.shape(), out_shape);
-        let (step_a, step_b) = (
-            sa.last().copied().unwrap_or(0),
-            sb.last().copied().unwrap_or(0),
-        );
-        let kernel = |(row, o): (usize, &mut [f32])| {
-            let (oa, ob) = (
-                row_offset(row, out_shape, &sa),
-                row_offset(row, out_shape, &sb),
-            );
-            let w = o.len();
-            // Contiguous or constant operands get loops the compiler vectorizes.
-            match (step_a, step_b) {
-                (1, 1) => {
-                    for ((o, &a), &b) in o.iter_mut().zip(&x[oa..oa + w]).zip(&y[ob..ob + w]) {
-                        *o = op.apply(a, b);
-                    }
-                }
-                (1, 0) => {
-                    let b = y[ob];
-                    for (o, &a) in o.iter_mut().zip(&x[oa..oa + w]) {
-                        *o = op.apply(a, b);
-                    }
-                }
-                (0, 1) => {
-                    let a = x[oa];
-                    for (o, &b) in o.iter_mut().zip(&y[ob..ob + w]) {
-                        *o = op.apply(a, b);
-                    }
-                }
-                _ => {
-                    for (j, o) in o.iter_mut().enumerate() {
-                        *o = op.apply(x[oa + j * step_a], y[ob + j * step_b]);
-                    }
-                }
+/// `op` applied elementwise with broadcasting, the op chosen once per call: with `op.apply`
+/// inside the loops every element went through a jump table and nothing vectorized.
+fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
+    match op {
+        BinaryOp::Add => binary_with(|x, y| x + y, a, b, out_shape),
+        BinaryOp::Sub => binary_with(|x, y| x - y, a, b, out_shape),
+        BinaryOp::Mul => binary_with(|x, y| x * y, a, b, out_shape),
+        BinaryOp::Div => binary_with(|x, y| x / y, a, b, out_shape),
+    }
+}
+
+fn binary_with(
+    apply: impl Fn(f32, f32) -> f32 + Copy + Sync,
+    a: &Tensor,
+    b: &Tensor,
+    out_shape: &[usize],
+) -> Tensor {
+    let (x, y) = (a.cpu(), b.cpu());
+    let n: usize = out_shape.iter().product();
+    let mut out = vec![0.0f32; n];
+    if a.shape() == out_shape && b.shape() == out_shape {
+        let kernel = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = apply(x, y);
             }
         };
         if n >= PARALLEL_MIN_ELEMENTS {
-            out.par_chunks_mut(width).enumerate().for_each(kernel);
+            out.par_chunks_mut(4096)
+                .zip(x.par_chunks(4096).zip(y.par_chunks(4096)))
+                .for_each(kernel);
         } else {
-            out.chunks_mut(width).enumerate().for_each(kernel);
+            kernel((&mut out, (x, y)));
         }
-        tensor(out_shape, out)
+        return tensor(out_shape, out);
+    }
+    // General case: walk output rows; within a row each operand either advances by one
+    // or stays put (broadcast along the last axis).
+    let width = out_shape.last().copied().unwrap_or(1).max(1);
+    let sa = broadcast_strides(a.shape(), out_shape);
+    let sb = broadcast_strides(b.shape(), out_shape);
+    let (step_a, step_b) = (
+        sa.last().copied().unwrap_or(0),
+        sb.last().copied().unwrap_or(0),
+    );
+    let kernel = |(row, o): (usize, &mut [f32])| {
+        let (oa, ob) = (
+            row_offset(row, out_shape, &sa),
+            row_offset(row, out_shape, &sb),
+        );
+        let w = o.len();
+        // Contiguous or constant operands get loops the compiler vectorizes.
+        match (step_a, step_b) {
+            (1, 1) => {
+                for ((o, &a), &b) in o.iter_mut().zip(&x[oa..oa + w]).zip(&y[ob..ob + w]) {
+                    *o = apply(a, b);
+                }
+            }
+            (1, 0) => {
+                let b = y[ob];
+                for (o, &a) in o.iter_mut().zip(&x[oa..oa + w]) {
+                    *o = apply(a, b);
+                }
+            }
+            (0, 1) => {
+                let a = x[oa];
+                for (o, &b) in o.iter_mut().zip(&y[ob..ob + w]) {
+                    *o = apply(a, b);
+                }
+            }
+            _ => {
+                for (j, o) in o.iter_mut().enumerate() {
+                    *o = apply(x[oa + j * step_a], y[ob + j * step_b]);
+                }
+            }
+        }
+    };
+    if n >= PARALLEL_MIN_ELEMENTS {
+        out.par_chunks_mut(width).enumerate().for_each(kernel);
+    } else {
+        out.chunks_mut(width).enumerate().for_each(kernel);
+    }
+    tensor(out_shape, out)
+}
+
+impl ElementwiseKernels for CpuBackend {
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
+        binary(op, a, b, out_shape)
     }
 
     fn add_assign(&self, mut sum: Tensor, x: &Tensor) -> Tensor {

@@ -29,8 +29,8 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::linalg::gemm_into;
-use super::microkernel::transpose;
 use super::math::{fast_exp, max_of, sum_of};
+use super::microkernel::transpose;
 
 /// Rows per part: the part's logits (rows × V floats) should stay within about 4 MiB, while
 /// a part keeps enough rows to reuse each block of E it reads. Depends only on V, never on
