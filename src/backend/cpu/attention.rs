@@ -54,11 +54,10 @@ struct Scratch {
     /// Kᵀ and Vᵀ of the current head, `[d_h, L]` row-major.
     keys_t: Vec<f32>,
     values_t: Vec<f32>,
-    /// Backward: D_i of the current head, and the item's gradients (dq, dk, dv) summed here
-    /// before one write to the output. Writing fresh output pages once, instead of reading
-    /// and adding into them block by block, halves the page faults on new allocations.
+    /// Backward: D_i of the current head. (The item's gradients are summed straight into the
+    /// zeroed outputs: a per-item buffer zeroed, summed into and copied out cost 5% more at
+    /// L = 50 on Zen 4, 1.97 against 2.07 ms median over five alternating runs.)
     row_dot: Vec<f32>,
-    item_grads: [Vec<f32>; 3],
 }
 
 impl Scratch {
@@ -75,7 +74,6 @@ impl Scratch {
             keys_t: Vec::new(),
             values_t: Vec::new(),
             row_dot: Vec::new(),
-            item_grads: [Vec::new(), Vec::new(), Vec::new()],
         }
     }
 }
@@ -283,11 +281,7 @@ fn backward_item(
     } = *dims;
     let [q, k, v, out, d_out] = inputs;
     scratch.row_dot.resize(len, 0.0);
-    for g in &mut scratch.item_grads {
-        g.clear();
-        g.resize(len * width, 0.0);
-    }
-    let [dq, dk, dv] = &mut scratch.item_grads;
+    let [dq, dk, dv] = grads;
     let row_dot = &mut scratch.row_dot;
     for h in 0..heads {
         let col = h * dh;
@@ -428,9 +422,6 @@ fn backward_item(
                 );
             }
         }
-    }
-    for (output, summed) in grads.into_iter().zip(&scratch.item_grads) {
-        output.copy_from_slice(summed);
     }
 }
 
