@@ -34,8 +34,8 @@ const BLOCKS_PER_THREAD: usize = 2;
 const SPLIT_K_MAX_OUTPUT: usize = 1 << 14;
 const SPLIT_K_MIN_DEPTH: usize = 512;
 
-/// Products the micro-kernel takes: B at most 256 wide, and A either row-major or, if
-/// transposed, with columns at most 256 floats apart or spanning at most 64 KiB (a tile
+/// Products the micro-kernel takes: B at most 256 wide, and A's columns at most 256 floats
+/// apart (row-major A: 1) or, if further apart, A spanning at most 64 KiB (a tile
 /// reads one element of each of k rows of A per row: far-apart rows would each cost a cache
 /// miss). Wider B — the 1683- to 12,102-wide output layers — runs faster through
 /// `matrixmultiply`, whose packing makes every access unit-stride (6400×64×1683 on an AVX-512
@@ -43,7 +43,7 @@ const SPLIT_K_MIN_DEPTH: usize = 512;
 /// weight gradient Xᵀ·dY, 64×6400×64, 0.29 → 0.25 ms, and 6400×1683×64 13-16 → 9.5-14 ms,
 /// where the Xeon had preferred `matrixmultiply` (7.9 against 6.3 ms).
 fn kernel_takes(k: usize, n: usize, csa: isize) -> bool {
-    n <= 256 && (csa == 1 || csa <= 256 || k * csa as usize <= 1 << 14)
+    n <= 256 && (csa <= 256 || k * csa as usize <= 1 << 14)
 }
 
 /// A transposed B is copied to row-major scratch only for at least this many rows of A, so
