@@ -25,10 +25,9 @@
 //! full square instead of 100%. The softmax loops work on contiguous rows of a block and use
 //! a polynomial `exp` that vectorizes.
 
-use rayon::prelude::*;
-
 use super::math::{dot, fast_exp, max_of, sum_of};
 use super::microkernel::{TILE_ROWS, transpose};
+use super::fresh::fill_pieces;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, gemm_into, tensor};
 use crate::backend::{AttentionKernels, AttentionSpec};
 use crate::rng::uniform_at;
@@ -166,6 +165,9 @@ fn forward_item(
         head_dim: dh,
         scale,
     } = *dims;
+    if dh == 0 {
+        return; // no columns: nothing to compute, the zeroed outputs stand
+    }
     for h in 0..heads {
         let col = h * dh;
         transpose_head(k, width, col, dh, &mut scratch.keys_t);
@@ -279,6 +281,9 @@ fn backward_item(
         head_dim: dh,
         scale,
     } = *dims;
+    if dh == 0 {
+        return; // no columns: nothing to compute, the zeroed outputs stand
+    }
     let [q, k, v, out, d_out] = inputs;
     scratch.row_dot.resize(len, 0.0);
     let [dq, dk, dv] = grads;
@@ -456,31 +461,19 @@ impl AttentionKernels for CpuBackend {
         let (len, width, heads) = (dims.len, dims.width, dims.heads);
         let (q, k, v) = (q.cpu(), k.cpu(), v.cpu());
         let mask = key_mask.map(|m| m.cpu());
-        let mut out = vec![0.0f32; batch * len * width];
-        let mut lse = vec![0.0f32; batch * heads * len];
-        if len > 0 && width > 0 {
-            let item_span = len * width;
-            let task = |scratch: &mut Scratch, (b, (o, l)): (usize, (&mut [f32], &mut [f32]))| {
+        let item_span = len * width;
+        let [out, lse] = fill_pieces(
+            [item_span, heads * len],
+            batch,
+            worth_parallel(batch, &dims),
+            || Scratch::new(dims.head_dim),
+            |scratch, b, [o, l]| {
                 let span = b * item_span..(b + 1) * item_span;
                 let item_mask = mask.map(|m| &m[b * len..(b + 1) * len]);
                 let (qb, kb, vb) = (&q[span.clone()], &k[span.clone()], &v[span]);
                 forward_item(&dims, spec, b, qb, kb, vb, item_mask, o, l, scratch);
-            };
-            let chunks = out
-                .par_chunks_mut(item_span)
-                .zip(lse.par_chunks_mut(heads * len));
-            if worth_parallel(batch, &dims) {
-                chunks
-                    .enumerate()
-                    .for_each_init(|| Scratch::new(dims.head_dim), task);
-            } else {
-                let mut scratch = Scratch::new(dims.head_dim);
-                out.chunks_mut(item_span)
-                    .zip(lse.chunks_mut(heads * len))
-                    .enumerate()
-                    .for_each(|x| task(&mut scratch, x));
-            }
-        }
+            },
+        );
         let shape = [batch, len, width];
         (tensor(&shape, out), tensor(&[batch, heads, len], lse))
     }
@@ -501,16 +494,13 @@ impl AttentionKernels for CpuBackend {
         let (q, k, v, out, lse, d_out) =
             (q.cpu(), k.cpu(), v.cpu(), out.cpu(), lse.cpu(), d_out.cpu());
         let mask = key_mask.map(|m| m.cpu());
-        let total = batch * len * width;
-        let (mut dq, mut dk, mut dv) = (
-            vec![0.0f32; total],
-            vec![0.0f32; total],
-            vec![0.0f32; total],
-        );
-        if len > 0 && width > 0 {
-            let item_span = len * width;
-            type Grads<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
-            let task = |scratch: &mut Scratch, (b, ((dqb, dkb), dvb)): Grads<'_>| {
+        let item_span = len * width;
+        let [dq, dk, dv] = fill_pieces(
+            [item_span; 3],
+            batch,
+            worth_parallel(batch, &dims),
+            || Scratch::new(dims.head_dim),
+            |scratch, b, grads| {
                 let span = b * item_span..(b + 1) * item_span;
                 let inputs = [
                     &q[span.clone()],
@@ -521,32 +511,9 @@ impl AttentionKernels for CpuBackend {
                 ];
                 let item_lse = &lse[b * heads * len..(b + 1) * heads * len];
                 let item_mask = mask.map(|m| &m[b * len..(b + 1) * len]);
-                backward_item(
-                    &dims,
-                    spec,
-                    b,
-                    inputs,
-                    item_lse,
-                    item_mask,
-                    [dqb, dkb, dvb],
-                    scratch,
-                );
-            };
-            if worth_parallel(batch, &dims) {
-                dq.par_chunks_mut(item_span)
-                    .zip(dk.par_chunks_mut(item_span))
-                    .zip(dv.par_chunks_mut(item_span))
-                    .enumerate()
-                    .for_each_init(|| Scratch::new(dims.head_dim), task);
-            } else {
-                let mut scratch = Scratch::new(dims.head_dim);
-                dq.chunks_mut(item_span)
-                    .zip(dk.chunks_mut(item_span))
-                    .zip(dv.chunks_mut(item_span))
-                    .enumerate()
-                    .for_each(|x| task(&mut scratch, x));
-            }
-        }
+                backward_item(&dims, spec, b, inputs, item_lse, item_mask, grads, scratch);
+            },
+        );
         let shape = [batch, len, width];
         (tensor(&shape, dq), tensor(&shape, dk), tensor(&shape, dv))
     }

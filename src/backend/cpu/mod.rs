@@ -7,6 +7,7 @@ mod attention;
 mod conv;
 mod elementwise;
 mod ffn;
+mod fresh;
 mod gru;
 mod linalg;
 mod linear_ce;
