@@ -25,9 +25,9 @@
 //! full square instead of 100%. The softmax loops work on contiguous rows of a block and use
 //! a polynomial `exp` that vectorizes.
 
+use super::fresh::fill_pieces;
 use super::math::{dot, fast_exp, max_of, sum_of};
 use super::microkernel::{TILE_ROWS, transpose};
-use super::fresh::fill_pieces;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, gemm_into, tensor};
 use crate::backend::{AttentionKernels, AttentionSpec};
 use crate::rng::uniform_at;

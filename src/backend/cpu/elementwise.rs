@@ -1,9 +1,8 @@
 //! Broadcasting elementwise arithmetic on the CPU.
 
-use crate::backend::broadcast_strides;
-use rayon::prelude::*;
-
+use super::fresh::fill_chunks;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
+use crate::backend::broadcast_strides;
 use crate::backend::{BinaryOp, ElementwiseKernels};
 use crate::tensor::Tensor;
 
@@ -36,20 +35,15 @@ fn binary_with(
 ) -> Tensor {
     let (x, y) = (a.cpu(), b.cpu());
     let n: usize = out_shape.iter().product();
-    let mut out = vec![0.0f32; n];
+    let parallel = n >= PARALLEL_MIN_ELEMENTS;
     if a.shape() == out_shape && b.shape() == out_shape {
-        let kernel = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
-            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+        const CHUNK: usize = 4096;
+        let out = fill_chunks(n, CHUNK, parallel, |chunk, o| {
+            let start = chunk * CHUNK;
+            for ((o, &x), &y) in o.iter_mut().zip(&x[start..]).zip(&y[start..]) {
                 *o = apply(x, y);
             }
-        };
-        if n >= PARALLEL_MIN_ELEMENTS {
-            out.par_chunks_mut(4096)
-                .zip(x.par_chunks(4096).zip(y.par_chunks(4096)))
-                .for_each(kernel);
-        } else {
-            kernel((&mut out, (x, y)));
-        }
+        });
         return tensor(out_shape, out);
     }
     // General case: walk output rows; within a row each operand either advances by one
@@ -61,7 +55,7 @@ fn binary_with(
         sa.last().copied().unwrap_or(0),
         sb.last().copied().unwrap_or(0),
     );
-    let kernel = |(row, o): (usize, &mut [f32])| {
+    let out = fill_chunks(n, width, parallel, |row, o| {
         let (oa, ob) = (
             row_offset(row, out_shape, &sa),
             row_offset(row, out_shape, &sb),
@@ -92,12 +86,7 @@ fn binary_with(
                 }
             }
         }
-    };
-    if n >= PARALLEL_MIN_ELEMENTS {
-        out.par_chunks_mut(width).enumerate().for_each(kernel);
-    } else {
-        out.chunks_mut(width).enumerate().for_each(kernel);
-    }
+    });
     tensor(out_shape, out)
 }
 

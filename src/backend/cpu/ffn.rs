@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::fresh::fill_blocks;
 use super::gru::optional_chunks;
 use super::math::fast_exp;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, sgemm, tensor};
@@ -357,26 +358,19 @@ impl FeedForwardKernels for CpuBackend {
             hidden,
             out_width,
         };
-        let mut a = vec![0.0f32; rows * hidden];
-        let mut y = vec![0.0f32; rows * out_width];
         let (x, w1, b1, w2, b2) = (x.cpu(), w1.cpu(), b1.cpu(), w2.cpu(), b2.cpu());
         let block_rows = block_rows(rows, hidden);
-        let run = |h: &mut Vec<f32>, (block, (a, y)): (usize, (&mut [f32], &mut [f32]))| {
-            let first = block * block_rows;
-            forward_block(d, first, x, w1, b1, w2, b2, activation, dropout, a, y, h);
-        };
-        if rows * hidden >= PARALLEL_MIN_ELEMENTS {
-            a.par_chunks_mut(block_rows * hidden)
-                .zip(y.par_chunks_mut(block_rows * out_width))
-                .enumerate()
-                .for_each_init(Vec::new, run);
-        } else {
-            let mut h = Vec::new();
-            a.chunks_mut(block_rows * hidden)
-                .zip(y.chunks_mut(block_rows * out_width))
-                .enumerate()
-                .for_each(|item| run(&mut h, item));
-        }
+        let [a, y] = fill_blocks(
+            [rows * hidden, rows * out_width],
+            [block_rows * hidden, block_rows * out_width],
+            rows.div_ceil(block_rows),
+            rows * hidden >= PARALLEL_MIN_ELEMENTS,
+            Vec::new,
+            |h, block, [a, y]| {
+                let first = block * block_rows;
+                forward_block(d, first, x, w1, b1, w2, b2, activation, dropout, a, y, h);
+            },
+        );
         (tensor(&[rows, out_width], y), tensor(&[rows, hidden], a))
     }
 

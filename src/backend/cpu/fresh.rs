@@ -30,19 +30,60 @@ pub(crate) fn fill_pieces<const N: usize, S>(
     init: impl Fn() -> S + Sync + Send,
     task: impl Fn(&mut S, usize, [&mut [f32]; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
+    let lens = piece_lens.map(|piece_len| pieces * piece_len);
+    fill_blocks(lens, piece_lens, pieces, parallel, init, task)
+}
+
+/// A fresh buffer of `len` floats, filled by `task(index, chunk)` over its `chunk`-float
+/// chunks (the last one may be shorter), each zeroed first; in parallel when `parallel`.
+pub(crate) fn fill_chunks(
+    len: usize,
+    chunk: usize,
+    parallel: bool,
+    task: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let chunk = chunk.max(1);
+    let [buffer] = fill_blocks(
+        [len],
+        [chunk],
+        len.div_ceil(chunk),
+        parallel,
+        || (),
+        |_, index, [piece]| task(index, piece),
+    );
+    buffer
+}
+
+/// N fresh buffers, buffer n of `lens[n]` floats, filled like `fill_pieces` with piece
+/// `index` of buffer n being its elements `index·chunks[n]..min((index+1)·chunks[n],
+/// lens[n])` (so the last piece may be short); the pieces must cover every buffer.
+pub(crate) fn fill_blocks<const N: usize, S>(
+    lens: [usize; N],
+    chunks: [usize; N],
+    pieces: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    task: impl Fn(&mut S, usize, [&mut [f32]; N]) + Sync + Send,
+) -> [Vec<f32>; N] {
+    assert!(
+        (0..N).all(|n| pieces * chunks[n] >= lens[n]),
+        "fill: the pieces must cover every buffer"
+    );
     let mut buffers: [Vec<MaybeUninit<f32>>; N] = std::array::from_fn(|n| {
-        let mut buffer = Vec::with_capacity(pieces * piece_lens[n]);
-        buffer.resize_with(pieces * piece_lens[n], MaybeUninit::uninit);
+        let mut buffer = Vec::with_capacity(lens[n]);
+        buffer.resize_with(lens[n], MaybeUninit::uninit);
         buffer
     });
     let bases: [Base; N] = std::array::from_fn(|n| Base(buffers[n].as_mut_ptr()));
     let run = |state: &mut S, index: usize| {
         let slices: [&mut [f32]; N] = std::array::from_fn(|n| {
-            let len = piece_lens[n];
-            // SAFETY: piece `index` of buffer n is its elements index·len..(index+1)·len,
-            // inside the buffer (index < pieces); each index is run exactly once, so no other
-            // task holds these elements.
-            let piece = unsafe { std::slice::from_raw_parts_mut(bases[n].0.add(index * len), len) };
+            let start = (index * chunks[n]).min(lens[n]);
+            let end = ((index + 1) * chunks[n]).min(lens[n]);
+            // SAFETY: start..end lies inside buffer n (both clamped to its length); pieces
+            // of different indices are disjoint and each index runs exactly once, so no
+            // other task holds these elements.
+            let piece =
+                unsafe { std::slice::from_raw_parts_mut(bases[n].0.add(start), end - start) };
             piece.fill(MaybeUninit::new(0.0));
             // SAFETY: every element was initialized just above, and MaybeUninit<f32> has
             // f32's layout.
@@ -58,9 +99,10 @@ pub(crate) fn fill_pieces<const N: usize, S>(
     }
     buffers.map(|buffer| {
         let mut buffer = std::mem::ManuallyDrop::new(buffer);
-        // SAFETY: every piece index ran (a panicking task would have unwound past this), so
-        // every element is initialized; the pointer, length and capacity are the Vec's own,
-        // and MaybeUninit<f32> has f32's layout and alignment.
+        // SAFETY: every piece index ran (a panicking task would have unwound past this) and
+        // the pieces cover the buffer (asserted above), so every element is initialized; the
+        // pointer, length and capacity are the Vec's own, and MaybeUninit<f32> has f32's
+        // layout and alignment.
         unsafe {
             Vec::from_raw_parts(
                 buffer.as_mut_ptr().cast::<f32>(),
@@ -73,7 +115,7 @@ pub(crate) fn fill_pieces<const N: usize, S>(
 
 #[cfg(test)]
 mod tests {
-    use super::fill_pieces;
+    use super::{fill_chunks, fill_pieces};
 
     #[test]
     fn every_piece_is_zeroed_then_filled_by_its_own_task() {
@@ -98,5 +140,22 @@ mod tests {
         }
         let [empty] = fill_pieces([4], 0, true, || (), |_, _, _: [&mut [f32]; 1]| {});
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn chunks_cover_the_buffer_with_a_short_last_one() {
+        for (len, chunk) in [(10, 4), (8, 4), (0, 4), (3, 0), (100_000, 4096)] {
+            for parallel in [false, true] {
+                let out = fill_chunks(len, chunk, parallel, |index, piece| {
+                    assert!(piece.iter().all(|&v| v == 0.0));
+                    let start = index * chunk.max(1);
+                    for (j, v) in piece.iter_mut().enumerate() {
+                        *v += (start + j) as f32;
+                    }
+                });
+                let expected: Vec<f32> = (0..len).map(|i| i as f32).collect();
+                assert_eq!(out, expected, "len {len}, chunk {chunk}");
+            }
+        }
     }
 }

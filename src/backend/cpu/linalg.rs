@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::fresh::fill_chunks;
 use super::microkernel;
 use super::{CpuBackend, tensor};
 use crate::backend::LinalgKernels;
@@ -236,6 +237,35 @@ fn kernel_aligned(block: usize) -> usize {
     block.div_ceil(16) * 16
 }
 
+/// How `par_sgemm` cuts one product (see the header).
+enum Split {
+    /// On the calling thread.
+    Serial,
+    /// `parts` slices of `k`, each of `depth`, summed.
+    Depth { parts: usize, depth: usize },
+    /// Blocks of `rows` rows of `c`.
+    Rows(usize),
+    /// Blocks of `cols` columns of `c`.
+    Columns(usize),
+}
+
+fn split(m: usize, k: usize, n: usize) -> Split {
+    let threads = rayon::current_num_threads();
+    if threads == 1 || 2 * m * n * k < PARALLEL_MIN_FLOPS {
+        Split::Serial
+    } else if m * n < SPLIT_K_MAX_OUTPUT && k >= SPLIT_K_MIN_DEPTH {
+        let parts = (k / (SPLIT_K_MIN_DEPTH / 2)).clamp(1, threads);
+        Split::Depth {
+            parts,
+            depth: k.div_ceil(parts),
+        }
+    } else if m >= n {
+        Split::Rows(kernel_aligned(m.div_ceil(block_count(m, threads))))
+    } else {
+        Split::Columns(kernel_aligned(n.div_ceil(block_count(n, threads))))
+    }
+}
+
 /// `c = op(a) · op(b)` for one `m×k · k×n` product, parallel over blocks of `c` (see the
 /// header). `c` is the `m×n` row-major output.
 #[allow(clippy::too_many_arguments)]
@@ -251,75 +281,91 @@ pub fn par_sgemm(
     csb: isize,
     c: &mut [f32],
 ) {
-    let threads = rayon::current_num_threads();
-    if threads == 1 || 2 * m * n * k < PARALLEL_MIN_FLOPS {
-        return sgemm(m, k, n, a, rsa, csa, b, rsb, csb, c);
-    }
     let c = &mut c[..m * n];
-    if m * n < SPLIT_K_MAX_OUTPUT && k >= SPLIT_K_MIN_DEPTH {
-        // Each part computes op(a)[:, ks] · op(b)[ks, :] into its own buffer; then sum.
-        let parts = (k / (SPLIT_K_MIN_DEPTH / 2)).clamp(1, threads);
-        let depth = k.div_ceil(parts);
-        let partials: Vec<Vec<f32>> = (0..parts)
-            .into_par_iter()
-            .map(|part| {
-                let (k0, k1) = (part * depth, ((part + 1) * depth).min(k));
-                let mut partial = vec![0.0f32; m * n];
-                let a_part = &a[k0 * csa as usize..];
-                let b_part = &b[k0 * rsb as usize..];
-                sgemm(
-                    m,
-                    k1 - k0,
-                    n,
-                    a_part,
-                    rsa,
-                    csa,
-                    b_part,
-                    rsb,
-                    csb,
-                    &mut partial,
-                );
-                partial
-            })
-            .collect();
-        c.copy_from_slice(&partials[0]);
-        for partial in &partials[1..] {
-            c.iter_mut().zip(partial).for_each(|(sum, x)| *sum += x);
+    match split(m, k, n) {
+        Split::Serial => sgemm(m, k, n, a, rsa, csa, b, rsb, csb, c),
+        Split::Depth { parts, depth } => {
+            // Each part computes op(a)[:, ks] · op(b)[ks, :] into its own buffer; then sum.
+            let partials: Vec<Vec<f32>> = (0..parts)
+                .into_par_iter()
+                .map(|part| {
+                    let (k0, k1) = (part * depth, ((part + 1) * depth).min(k));
+                    let mut partial = vec![0.0f32; m * n];
+                    let a_part = &a[k0 * csa as usize..];
+                    let b_part = &b[k0 * rsb as usize..];
+                    sgemm(
+                        m,
+                        k1 - k0,
+                        n,
+                        a_part,
+                        rsa,
+                        csa,
+                        b_part,
+                        rsb,
+                        csb,
+                        &mut partial,
+                    );
+                    partial
+                })
+                .collect();
+            c.copy_from_slice(&partials[0]);
+            for partial in &partials[1..] {
+                c.iter_mut().zip(partial).for_each(|(sum, x)| *sum += x);
+            }
         }
-    } else if m >= n {
-        let rows = kernel_aligned(m.div_ceil(block_count(m, threads)));
-        c.par_chunks_mut(rows * n)
-            .enumerate()
-            .for_each(|(block, c_block)| {
-                let a_block = &a[block * rows * rsa as usize..];
-                sgemm(
-                    c_block.len() / n,
-                    k,
-                    n,
-                    a_block,
-                    rsa,
-                    csa,
-                    b,
-                    rsb,
-                    csb,
-                    c_block,
-                );
+        Split::Rows(rows) => {
+            c.par_chunks_mut(rows * n)
+                .enumerate()
+                .for_each(|(block, c_block)| {
+                    let a_block = &a[block * rows * rsa as usize..];
+                    let m_block = c_block.len() / n;
+                    sgemm(m_block, k, n, a_block, rsa, csa, b, rsb, csb, c_block);
+                });
+        }
+        Split::Columns(cols) => {
+            // Column blocks of a row-major `c` interleave in memory, so each task gets a raw
+            // pointer to its first column rather than a slice.
+            let c_start = SharedOutput(c.as_mut_ptr());
+            let c_len = c.len();
+            (0..n.div_ceil(cols)).into_par_iter().for_each(|block| {
+                let (j0, j1) = (block * cols, ((block + 1) * cols).min(n));
+                // SAFETY: block `block` writes only columns j0..j1 of rows 0..m of `c`, which
+                // no other block touches; the slice below starts at column j0 of row 0 and
+                // ends at the end of `c`, inside `c`'s allocation, which outlives this loop.
+                let c_block = unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
+                let b_block = &b[j0 * csb as usize..];
+                sgemm_strided_c(m, k, j1 - j0, a, rsa, csa, b_block, rsb, csb, c_block, n);
             });
-    } else {
-        // Column blocks of a row-major `c` interleave in memory, so each task gets a raw
-        // pointer to its first column rather than a slice.
-        let cols = kernel_aligned(n.div_ceil(block_count(n, threads)));
-        let c_start = SharedOutput(c.as_mut_ptr());
-        let c_len = c.len();
-        (0..n.div_ceil(cols)).into_par_iter().for_each(|block| {
-            let (j0, j1) = (block * cols, ((block + 1) * cols).min(n));
-            // SAFETY: block `block` writes only columns j0..j1 of rows 0..m of `c`, which no
-            // other block touches; the slice below starts at column j0 of row 0 and ends at
-            // the end of `c`, inside `c`'s allocation, which outlives this parallel loop.
-            let c_block = unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
-            let b_block = &b[j0 * csb as usize..];
-            sgemm_strided_c(m, k, j1 - j0, a, rsa, csa, b_block, rsb, csb, c_block, n);
-        });
+        }
+    }
+}
+
+/// `par_sgemm` into a fresh `m×n` buffer. Row blocks (the tall products of the linear
+/// layers) each zero their own part of it in parallel (see `fresh`) instead of a serial
+/// `vec![0.0; m·n]` first.
+#[allow(clippy::too_many_arguments)]
+fn par_sgemm_fresh(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &[f32],
+    rsb: isize,
+    csb: isize,
+) -> Vec<f32> {
+    match split(m, k, n) {
+        Split::Rows(rows) if n > 0 => fill_chunks(m * n, rows * n, true, |block, c_block| {
+            let a_block = &a[block * rows * rsa as usize..];
+            let m_block = c_block.len() / n;
+            sgemm(m_block, k, n, a_block, rsa, csa, b, rsb, csb, c_block);
+        }),
+        _ => {
+            let mut c = vec![0.0f32; m * n];
+            par_sgemm(m, k, n, a, rsa, csa, b, rsb, csb, &mut c);
+            c
+        }
     }
 }
 
@@ -356,32 +402,22 @@ impl LinalgKernels for CpuBackend {
         let (a_data, b_data) = (a.cpu(), b.cpu());
         let (a_size, b_size) = (a_rows * a_cols, b_rows * b_cols);
 
-        let mut out = vec![0.0f32; batch * m * n];
         let threads = rayon::current_num_threads();
         let item_flops = 2 * m * n * k;
-        if out.is_empty() {
-            // m, n or the batch is 0: nothing to compute (and no chunks to cut).
+        let out = if batch * m * n == 0 {
+            Vec::new() // m, n or the batch is 0: nothing to compute (and no chunks to cut)
         } else if batch == 1 || (b_shared && !transpose_a) {
             // The rows of every item of `a` follow each other: one tall product.
-            par_sgemm(
-                batch * m,
-                k,
-                n,
-                a_data,
-                rsa,
-                csa,
-                b_data,
-                rsb,
-                csb,
-                &mut out,
-            );
+            par_sgemm_fresh(batch * m, k, n, a_data, rsa, csa, b_data, rsb, csb)
         } else if batch >= threads && batch * item_flops >= PARALLEL_MIN_FLOPS {
             // Several items per task, so that each task is worth rayon's overhead.
             let items_per_task =
                 (PARALLEL_MIN_FLOPS / 8 / item_flops.max(1)).clamp(1, batch / threads);
-            out.par_chunks_mut(items_per_task * m * n)
-                .enumerate()
-                .for_each(|(task, c_items)| {
+            fill_chunks(
+                batch * m * n,
+                items_per_task * m * n,
+                true,
+                |task, c_items| {
                     for (j, c) in c_items.chunks_mut(m * n).enumerate() {
                         let i = task * items_per_task + j;
                         let b_item = if b_shared {
@@ -392,8 +428,10 @@ impl LinalgKernels for CpuBackend {
                         let a_item = &a_data[i * a_size..(i + 1) * a_size];
                         sgemm(m, k, n, a_item, rsa, csa, b_item, rsb, csb, c);
                     }
-                });
+                },
+            )
         } else {
+            let mut out = vec![0.0f32; batch * m * n];
             for (i, c) in out.chunks_mut(m * n).enumerate() {
                 let b_item = if b_shared {
                     b_data
@@ -403,7 +441,8 @@ impl LinalgKernels for CpuBackend {
                 let a_item = &a_data[i * a_size..(i + 1) * a_size];
                 par_sgemm(m, k, n, a_item, rsa, csa, b_item, rsb, csb, c);
             }
-        }
+            out
+        };
         let mut shape = a.shape()[..ra - 2].to_vec();
         shape.extend([m, n]);
         tensor(&shape, out)

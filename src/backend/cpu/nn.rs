@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::fresh::{fill_chunks, fill_pieces};
 use super::linear_ce::{cross_entropy_row, linear_cross_entropy};
 use super::math::{fast_exp, max_of, sum_of};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
@@ -10,18 +11,10 @@ use crate::backend::{NnKernels, sigmoid};
 use crate::rng::{hash32, stream_key};
 use crate::tensor::Tensor;
 
-/// Runs `f(row index, output row)` over rows of `width`, in parallel when large.
-fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if width == 0 {
-        return;
-    }
-    if out.len() >= PARALLEL_MIN_ELEMENTS {
-        out.par_chunks_mut(width)
-            .enumerate()
-            .for_each(|(r, o)| f(r, o));
-    } else {
-        out.chunks_mut(width).enumerate().for_each(|(r, o)| f(r, o));
-    }
+/// A fresh buffer of `len` floats filled by `f(row index, output row)` over rows of
+/// `width`, in parallel when large.
+fn fill_rows(len: usize, width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+    fill_chunks(len, width, len >= PARALLEL_MIN_ELEMENTS, f)
 }
 
 fn last(x: &Tensor) -> usize {
@@ -52,8 +45,7 @@ fn log_sum_exp(row: &[f32]) -> f32 {
 impl NnKernels for CpuBackend {
     fn softmax(&self, x: &Tensor) -> Tensor {
         let (xs, w) = (x.cpu(), last(x));
-        let mut out = vec![0.0f32; xs.len()];
-        rows_mut(&mut out, w, |r, o| {
+        let out = fill_rows(xs.len(), w, |r, o| {
             let row = &xs[r * w..(r + 1) * w];
             let max = max_of(row);
             for (o, &v) in o.iter_mut().zip(row) {
@@ -67,8 +59,7 @@ impl NnKernels for CpuBackend {
 
     fn softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor {
         let (ys, ds, w) = (y.cpu(), dy.cpu(), last(y));
-        let mut out = vec![0.0f32; ys.len()];
-        rows_mut(&mut out, w, |r, o| {
+        let out = fill_rows(ys.len(), w, |r, o| {
             let (yr, dr) = (&ys[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
             let dot: f32 = yr.iter().zip(dr).map(|(a, b)| a * b).sum();
             for ((o, &y), &d) in o.iter_mut().zip(yr).zip(dr) {
@@ -80,8 +71,7 @@ impl NnKernels for CpuBackend {
 
     fn log_softmax(&self, x: &Tensor) -> Tensor {
         let (xs, w) = (x.cpu(), last(x));
-        let mut out = vec![0.0f32; xs.len()];
-        rows_mut(&mut out, w, |r, o| {
+        let out = fill_rows(xs.len(), w, |r, o| {
             let row = &xs[r * w..(r + 1) * w];
             let lse = log_sum_exp(row);
             for (o, &v) in o.iter_mut().zip(row) {
@@ -93,8 +83,7 @@ impl NnKernels for CpuBackend {
 
     fn log_softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Tensor {
         let (ys, ds, w) = (y.cpu(), dy.cpu(), last(y));
-        let mut out = vec![0.0f32; ys.len()];
-        rows_mut(&mut out, w, |r, o| {
+        let out = fill_rows(ys.len(), w, |r, o| {
             let (yr, dr) = (&ys[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
             let total: f32 = dr.iter().sum();
             for ((o, &y), &d) in o.iter_mut().zip(yr).zip(dr) {
@@ -113,45 +102,37 @@ impl NnKernels for CpuBackend {
     ) -> (Tensor, Tensor, Tensor) {
         let (xs, g, b, w) = (x.cpu(), gain.cpu(), bias.cpu(), last(x));
         let rows = xs.len() / w.max(1);
-        let mut out = vec![0.0f32; xs.len()];
-        let mut stats = vec![(0.0f32, 0.0f32); rows];
-        let kernel = |(r, (o, stat)): (usize, (&mut [f32], &mut (f32, f32)))| {
-            let row = &xs[r * w..(r + 1) * w];
-            // Two passes over the row (it is in L1): the mean, then the sum of squared
-            // deviations from it. As exact as Welford's update, without its division per
-            // element, and both passes vectorize.
-            let mean = sum_of(row) / w as f32;
-            let mut lanes = [0.0f32; 8];
-            let chunks = row.chunks_exact(8);
-            let tail: f32 = chunks
-                .remainder()
-                .iter()
-                .map(|&v| (v - mean) * (v - mean))
-                .sum();
-            for chunk in chunks {
-                for (l, &v) in lanes.iter_mut().zip(chunk) {
-                    *l += (v - mean) * (v - mean);
+        let [out, mean, rstd] = fill_pieces(
+            [w, 1, 1],
+            rows,
+            xs.len() >= PARALLEL_MIN_ELEMENTS,
+            || (),
+            |_, r, [o, mean, rstd]| {
+                let row = &xs[r * w..(r + 1) * w];
+                // Two passes over the row (it is in L1): the mean, then the sum of squared
+                // deviations from it. As exact as Welford's update, without its division per
+                // element, and both passes vectorize.
+                let row_mean = sum_of(row) / w as f32;
+                let mut lanes = [0.0f32; 8];
+                let chunks = row.chunks_exact(8);
+                let tail: f32 = chunks
+                    .remainder()
+                    .iter()
+                    .map(|&v| (v - row_mean) * (v - row_mean))
+                    .sum();
+                for chunk in chunks {
+                    for (l, &v) in lanes.iter_mut().zip(chunk) {
+                        *l += (v - row_mean) * (v - row_mean);
+                    }
                 }
-            }
-            let m2 = lanes.iter().sum::<f32>() + tail;
-            let rstd = 1.0 / (m2 / w as f32 + eps).sqrt();
-            for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(g).zip(b) {
-                *o = (v - mean) * rstd * g + b;
-            }
-            *stat = (mean, rstd);
-        };
-        if xs.len() >= PARALLEL_MIN_ELEMENTS {
-            out.par_chunks_mut(w)
-                .zip(stats.par_iter_mut())
-                .enumerate()
-                .for_each(kernel);
-        } else {
-            out.chunks_mut(w)
-                .zip(stats.iter_mut())
-                .enumerate()
-                .for_each(kernel);
-        }
-        let (mean, rstd): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+                let m2 = lanes.iter().sum::<f32>() + tail;
+                let row_rstd = 1.0 / (m2 / w as f32 + eps).sqrt();
+                for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(g).zip(b) {
+                    *o = (v - row_mean) * row_rstd * g + b;
+                }
+                (mean[0], rstd[0]) = (row_mean, row_rstd);
+            },
+        );
         (
             tensor(x.shape(), out),
             tensor(&[rows], mean),
@@ -169,9 +150,8 @@ impl NnKernels for CpuBackend {
     ) -> (Tensor, Tensor, Tensor) {
         let (xs, g, ds, w) = (x.cpu(), gain.cpu(), dy.cpu(), last(x));
         let (mean, rstd) = (mean.cpu(), rstd.cpu());
-        let mut dx = vec![0.0f32; xs.len()];
         // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·g, x̂ = (x − μ)·rstd.
-        rows_mut(&mut dx, w, |r, o| {
+        let dx = fill_rows(xs.len(), w, |r, o| {
             let (row, d) = (&xs[r * w..(r + 1) * w], &ds[r * w..(r + 1) * w]);
             let (mu, rs) = (mean[r], rstd[r]);
             let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
@@ -216,12 +196,11 @@ impl NnKernels for CpuBackend {
     fn dropout(&self, x: &Tensor, p: f32, stream: u32) -> Tensor {
         let xs = x.cpu();
         let scale = 1.0 / (1.0 - p);
-        let mut out = vec![0.0f32; xs.len()];
         // Element i is dropped when uniform_at(stream, i) < p, i.e. when its 24 random bits
         // are below ⌈p·2²⁴⌉: the same test in integers, with the stream's key hashed once.
         let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
         let key = stream_key(stream);
-        rows_mut(&mut out, 4096, |chunk, o| {
+        let out = fill_rows(xs.len(), 4096, |chunk, o| {
             let start = chunk * 4096;
             for (j, (o, &v)) in o.iter_mut().zip(&xs[start..]).enumerate() {
                 let bits = hash32((start + j) as u32 ^ key) >> 8;

@@ -1,8 +1,7 @@
 //! Copies that move values around: permute, slice, concat, gather/scatter along an axis,
 //! masked fill. Axis ops view a tensor as `[outer, axis, inner]`.
 
-use rayon::prelude::*;
-
+use super::fresh::fill_chunks;
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::ShapeKernels;
 use crate::backend::broadcast_strides;
@@ -36,8 +35,8 @@ impl ShapeKernels for CpuBackend {
         let xs = x.cpu();
         let width = out_shape.last().copied().unwrap_or(1).max(1);
         let step = strides.last().copied().unwrap_or(0);
-        let mut out = vec![0.0f32; x.len()];
-        let kernel = |(row, o): (usize, &mut [f32])| {
+        let n = x.len();
+        let out = fill_chunks(n, width, n >= PARALLEL_MIN_ELEMENTS, |row, o| {
             let (mut r, mut offset) = (row, 0);
             for axis in (0..out_shape.len().saturating_sub(1)).rev() {
                 offset += (r % out_shape[axis]) * strides[axis];
@@ -46,12 +45,7 @@ impl ShapeKernels for CpuBackend {
             for (j, o) in o.iter_mut().enumerate() {
                 *o = xs[offset + j * step];
             }
-        };
-        if out.len() >= PARALLEL_MIN_ELEMENTS {
-            out.par_chunks_mut(width).enumerate().for_each(kernel);
-        } else {
-            out.chunks_mut(width).enumerate().for_each(kernel);
-        }
+        });
         tensor(&out_shape, out)
     }
 
@@ -95,17 +89,12 @@ impl ShapeKernels for CpuBackend {
     fn index_select(&self, x: &Tensor, axis: usize, index: &[u32]) -> Tensor {
         let (outer, size, inner) = around(x.shape(), axis);
         let xs = x.cpu();
-        let mut out = vec![0.0f32; outer * index.len() * inner];
-        let kernel = |(row, o): (usize, &mut [f32])| {
+        let n = outer * index.len() * inner;
+        let out = fill_chunks(n, inner, n >= PARALLEL_MIN_ELEMENTS, |row, o| {
             let (outer_i, j) = (row / index.len(), row % index.len());
             let src = (outer_i * size + index[j] as usize) * inner;
             o.copy_from_slice(&xs[src..src + inner]);
-        };
-        if out.len() >= PARALLEL_MIN_ELEMENTS && inner > 0 {
-            out.par_chunks_mut(inner).enumerate().for_each(kernel);
-        } else if inner > 0 {
-            out.chunks_mut(inner).enumerate().for_each(kernel);
-        }
+        });
         tensor(&with_axis(x.shape(), axis, index.len()), out)
     }
 
@@ -135,8 +124,8 @@ impl ShapeKernels for CpuBackend {
             positions[fill[i as usize]] = p;
             fill[i as usize] += 1;
         }
-        let mut out = vec![0.0f32; outer * size * inner];
-        let kernel = |(row, o): (usize, &mut [f32])| {
+        let n = outer * size * inner;
+        let out = fill_chunks(n, inner, dy.len() >= PARALLEL_MIN_ELEMENTS, |row, o| {
             let (outer_i, target) = (row / size, row % size);
             if skip_zero && target == 0 {
                 return;
@@ -147,14 +136,7 @@ impl ShapeKernels for CpuBackend {
                     *o += v;
                 }
             }
-        };
-        if inner > 0 {
-            if dy.len() >= PARALLEL_MIN_ELEMENTS {
-                out.par_chunks_mut(inner).enumerate().for_each(kernel);
-            } else {
-                out.chunks_mut(inner).enumerate().for_each(kernel);
-            }
-        }
+        });
         tensor(&with_axis(dy.shape(), axis, size), out)
     }
 
@@ -164,8 +146,8 @@ impl ShapeKernels for CpuBackend {
         let (xs, ms) = (x.cpu(), mask.cpu());
         let width = shape.last().copied().unwrap_or(1).max(1);
         let step = strides.last().copied().unwrap_or(0);
-        let mut out = vec![0.0f32; x.len()];
-        let kernel = |(row, o): (usize, &mut [f32])| {
+        let n = x.len();
+        let out = fill_chunks(n, width, n >= PARALLEL_MIN_ELEMENTS, |row, o| {
             let (mut r, mut offset) = (row, 0);
             for axis in (0..shape.len().saturating_sub(1)).rev() {
                 offset += (r % shape[axis]) * strides[axis];
@@ -179,12 +161,7 @@ impl ShapeKernels for CpuBackend {
                     v
                 };
             }
-        };
-        if out.len() >= PARALLEL_MIN_ELEMENTS {
-            out.par_chunks_mut(width).enumerate().for_each(kernel);
-        } else {
-            out.chunks_mut(width).enumerate().for_each(kernel);
-        }
+        });
         tensor(shape, out)
     }
 }
