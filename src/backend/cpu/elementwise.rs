@@ -1,6 +1,6 @@
 //! Broadcasting elementwise arithmetic on the CPU.
 
-use super::fresh::fill_chunks;
+use super::fresh::{collect_chunks, fill_chunks};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
 use crate::backend::broadcast_strides;
 use crate::backend::{BinaryOp, ElementwiseKernels};
@@ -37,12 +37,11 @@ fn binary_with(
     let n: usize = out_shape.iter().product();
     let parallel = n >= PARALLEL_MIN_ELEMENTS;
     if a.shape() == out_shape && b.shape() == out_shape {
-        const CHUNK: usize = 4096;
-        let out = fill_chunks(n, CHUNK, parallel, |chunk, o| {
-            let start = chunk * CHUNK;
-            for ((o, &x), &y) in o.iter_mut().zip(&x[start..]).zip(&y[start..]) {
-                *o = apply(x, y);
-            }
+        let out = collect_chunks(n, 4096, parallel, |_, range| {
+            x[range.clone()]
+                .iter()
+                .zip(&y[range])
+                .map(|(&x, &y)| apply(x, y))
         });
         return tensor(out_shape, out);
     }

@@ -54,6 +54,63 @@ pub(crate) fn fill_chunks(
     buffer
 }
 
+/// A fresh buffer of `len` floats whose chunk `index` (elements `start..end`, `chunk` long
+/// but the last) holds the values `values(index, start..end)` yields; in parallel when
+/// `parallel`. Unlike `fill_chunks` nothing is zeroed first: each value is written once.
+/// For the pure maps (elementwise arithmetic, dropout), where zeroing a chunk only to
+/// overwrite it was most of their remaining `memset`.
+pub(crate) fn collect_chunks<I: ExactSizeIterator<Item = f32>>(
+    len: usize,
+    chunk: usize,
+    parallel: bool,
+    values: impl Fn(usize, std::ops::Range<usize>) -> I + Sync + Send,
+) -> Vec<f32> {
+    let chunk = chunk.max(1);
+    let mut buffer: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    buffer.resize_with(len, MaybeUninit::uninit);
+    let write = |index: usize, piece: &mut [MaybeUninit<f32>]| {
+        let start = index * chunk;
+        let iter = values(index, start..start + piece.len());
+        // Every slot is written below only if the iterator is long enough: checked before
+        // anything is written (a short iterator is a caller bug, and panics here).
+        assert!(iter.len() >= piece.len(), "collect_chunks: too few values");
+        for (slot, value) in piece.iter_mut().zip(iter) {
+            slot.write(value);
+        }
+    };
+    if parallel {
+        buffer
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(index, piece)| write(index, piece));
+    } else {
+        buffer
+            .chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(index, piece)| write(index, piece));
+    }
+    // SAFETY: the chunks cover the buffer and every chunk's slots were all written (the
+    // length check above precedes the writes; a panic would have unwound past this).
+    unsafe { assume_init(buffer) }
+}
+
+/// The `Vec<f32>` of a fully initialized `Vec<MaybeUninit<f32>>`.
+///
+/// # Safety
+/// Every element of `buffer` must be initialized.
+unsafe fn assume_init(buffer: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut buffer = std::mem::ManuallyDrop::new(buffer);
+    // SAFETY: initialized (the caller's promise); the pointer, length and capacity are the
+    // Vec's own, and MaybeUninit<f32> has f32's layout and alignment.
+    unsafe {
+        Vec::from_raw_parts(
+            buffer.as_mut_ptr().cast::<f32>(),
+            buffer.len(),
+            buffer.capacity(),
+        )
+    }
+}
+
 /// N fresh buffers, buffer n of `lens[n]` floats, filled like `fill_pieces` with piece
 /// `index` of buffer n being its elements `index·chunks[n]..min((index+1)·chunks[n],
 /// lens[n])` (so the last piece may be short); the pieces must cover every buffer.
@@ -97,25 +154,14 @@ pub(crate) fn fill_blocks<const N: usize, S>(
         let mut state = init();
         (0..pieces).for_each(|index| run(&mut state, index));
     }
-    buffers.map(|buffer| {
-        let mut buffer = std::mem::ManuallyDrop::new(buffer);
-        // SAFETY: every piece index ran (a panicking task would have unwound past this) and
-        // the pieces cover the buffer (asserted above), so every element is initialized; the
-        // pointer, length and capacity are the Vec's own, and MaybeUninit<f32> has f32's
-        // layout and alignment.
-        unsafe {
-            Vec::from_raw_parts(
-                buffer.as_mut_ptr().cast::<f32>(),
-                buffer.len(),
-                buffer.capacity(),
-            )
-        }
-    })
+    // SAFETY: every piece index ran (a panicking task would have unwound past this) and the
+    // pieces cover every buffer (asserted above), each piece zeroed before its task ran.
+    buffers.map(|buffer| unsafe { assume_init(buffer) })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{fill_chunks, fill_pieces};
+    use super::{collect_chunks, fill_chunks, fill_pieces};
 
     #[test]
     fn every_piece_is_zeroed_then_filled_by_its_own_task() {
@@ -140,6 +186,25 @@ mod tests {
         }
         let [empty] = fill_pieces([4], 0, true, || (), |_, _, _: [&mut [f32]; 1]| {});
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn collected_chunks_hold_their_values() {
+        for (len, chunk) in [(10, 4), (0, 4), (100_000, 4096)] {
+            for parallel in [false, true] {
+                let out = collect_chunks(len, chunk, parallel, |_, range| {
+                    range.map(|i| i as f32 * 0.5)
+                });
+                let expected: Vec<f32> = (0..len).map(|i| i as f32 * 0.5).collect();
+                assert_eq!(out, expected, "len {len}, chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "too few values")]
+    fn a_short_chunk_of_values_panics() {
+        collect_chunks(10, 4, false, |_, range| range.skip(1).map(|i| i as f32));
     }
 
     #[test]

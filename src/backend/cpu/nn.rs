@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::fresh::{fill_chunks, fill_pieces};
+use super::fresh::{collect_chunks, fill_chunks, fill_pieces};
 use super::linear_ce::{cross_entropy_row, linear_cross_entropy};
 use super::math::{fast_exp, max_of, sum_of};
 use super::{CpuBackend, PARALLEL_MIN_ELEMENTS, tensor};
@@ -200,12 +200,13 @@ impl NnKernels for CpuBackend {
         // are below ⌈p·2²⁴⌉: the same test in integers, with the stream's key hashed once.
         let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
         let key = stream_key(stream);
-        let out = fill_rows(xs.len(), 4096, |chunk, o| {
-            let start = chunk * 4096;
-            for (j, (o, &v)) in o.iter_mut().zip(&xs[start..]).enumerate() {
+        let parallel = xs.len() >= PARALLEL_MIN_ELEMENTS;
+        let out = collect_chunks(xs.len(), 4096, parallel, |_, range| {
+            let start = range.start;
+            xs[range].iter().enumerate().map(move |(j, &v)| {
                 let bits = hash32((start + j) as u32 ^ key) >> 8;
-                *o = if bits < threshold { 0.0 } else { v * scale };
-            }
+                if bits < threshold { 0.0 } else { v * scale }
+            })
         });
         tensor(x.shape(), out)
     }
