@@ -124,7 +124,7 @@ pub(crate) fn fill_blocks<const N: usize, S>(
 ) -> [Vec<f32>; N] {
     assert!(
         (0..N).all(|n| pieces * chunks[n] >= lens[n]),
-        "fill: the pieces must cover every buffer"
+        "fill_blocks: the pieces must cover every buffer"
     );
     let mut buffers: [Vec<MaybeUninit<f32>>; N] = std::array::from_fn(|n| {
         let mut buffer = Vec::with_capacity(lens[n]);
