@@ -15,7 +15,7 @@ use rayon::prelude::*;
 #[derive(Clone, Copy)]
 struct Base(*mut MaybeUninit<f32>);
 
-// SAFETY: tasks only touch the disjoint pieces `fill_pieces` hands them.
+// SAFETY: tasks only touch the disjoint pieces `fill_blocks` hands them.
 unsafe impl Send for Base {}
 unsafe impl Sync for Base {}
 
