@@ -15,7 +15,8 @@
 use super::layers::Linear;
 use super::windows::{all_windows, last_windows, repeat_users, select_rows};
 use super::{
-    LossKind, Model, SequenceInput, TargetRows, TrainingBatch, add_offsets, excluded_items_offsets,
+    LossKind, Model, SequenceInput, TargetRows, TrainingBatch, excluded_items_offsets,
+    item_cross_entropy,
 };
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
@@ -138,6 +139,39 @@ impl AttRec {
     }
 }
 
+impl AttRec {
+    /// −y_ui up to a per-row constant, as one product of a row side `[rows, 2d + 1]` and an
+    /// item side `[items + 1, 2d + 1]`:
+    ///   −y_ui = 2ω U_u·V_i + 2(1 − ω) m_u·X_i − (ω‖V_i‖² + (1 − ω)‖X_i‖²) − (ω‖U_u‖² + (1 − ω)‖m_u‖²)
+    ///         = [2ω U_u, 2(1 − ω) m_u, 1] · [V_i, X_i, −(ω‖V_i‖² + (1 − ω)‖X_i‖²)] − c_u.
+    /// The softmax over items does not see c_u (its gradient through the loss is
+    /// Σ_i (p_i − onehot_i) = 0), so the full-softmax loss can use the product alone and go
+    /// through the fused output layer, which never builds the `[rows, items + 1]` logits: the
+    /// composed distances cost ten passes over that matrix each way, two thirds of an epoch.
+    fn score_factors(&self, tape: &mut Tape, users: &Ids, m: Var) -> Result<(Var, Var)> {
+        let (rows, d) = (users.shape()[0], self.dim);
+        let user_table = tape.param(&self.store, self.user);
+        let u = tape.embedding(user_table, users)?;
+        let u = tape.scale(u, 2.0 * self.weight)?;
+        let m = tape.reshape(m, &[rows, d])?;
+        let m = tape.scale(m, 2.0 * (1.0 - self.weight))?;
+        let ones = tape.constant(Tensor::from_vec(&[rows, 1], vec![1.0; rows])?);
+        let row_side = tape.concat(&[u, m, ones], 1)?;
+
+        let v = tape.param(&self.store, self.long_item);
+        let x = tape.param(&self.store, self.short_item);
+        let vv = tape.mul(v, v)?;
+        let v2 = tape.sum(vv, &[1], true)?; // [items + 1, 1]
+        let xx = tape.mul(x, x)?;
+        let x2 = tape.sum(xx, &[1], true)?;
+        let v2 = tape.scale(v2, -self.weight)?;
+        let x2 = tape.scale(x2, -(1.0 - self.weight))?;
+        let item_bias = tape.add(v2, x2)?;
+        let item_side = tape.concat(&[v, x, item_bias], 1)?;
+        Ok((row_side, item_side))
+    }
+}
+
 /// ‖a_r − b_i‖² for every row r of a `[rows, d]` and i of b `[items, d]`, as
 /// ‖a_r‖² − 2 a_r·b_i + ‖b_i‖²: one GEMM instead of a `[rows, items, d]` difference tensor.
 fn all_squared_distances(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
@@ -181,9 +215,15 @@ impl Model for AttRec {
         let m = self.short_term(tape, &windows)?;
         match kind {
             LossKind::FullSoftmax => {
-                let logits = self.all_scores(tape, &users, m)?;
-                let logits = add_offsets(tape, logits, self.cold_offsets.as_ref())?;
-                tape.cross_entropy(logits, &positives, Some(&weights))
+                let (rows_side, items_side) = self.score_factors(tape, &users, m)?;
+                item_cross_entropy(
+                    tape,
+                    rows_side,
+                    items_side,
+                    &positives,
+                    Some(&weights),
+                    self.cold_offsets.as_ref(),
+                )
             }
             LossKind::SampledBce => {
                 let k = batch.negatives.shape()[2];
