@@ -342,9 +342,9 @@ impl Config {
         if self.data.max_len == 0 {
             return bad("data.max_len must be at least 1".into());
         }
-        if !["concat", "add"].contains(&self.model_options.side_fusion.as_str()) {
+        if !["concat", "add", "decoupled"].contains(&self.model_options.side_fusion.as_str()) {
             return bad(format!(
-                "model_options.side_fusion must be \"concat\" or \"add\", got {:?}",
+                "model_options.side_fusion must be \"concat\", \"add\" or \"decoupled\", got {:?}",
                 self.model_options.side_fusion
             ));
         }

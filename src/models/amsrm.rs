@@ -14,7 +14,10 @@
 //!   (with `feature_attention = false`, the ablation: M_i = concat_f m_f).
 //!   The concatenation changes the width, so E is projected back to d: E' = E W_E + b_E.
 //!   (`side_fusion = "add"`: E' = S + M W_M + b_M instead — S enters the blocks exactly as in
-//!   SASRec and the side information is an additive correction.)
+//!   SASRec and the side information is an additive correction.
+//!   `side_fusion = "decoupled"`, after DIF-SR (Xie et al., SIGIR 2022): E' = S, and
+//!   M W_M + b_M is a side stream with its own query and key in every block, added to the
+//!   attention logits only, never to the values: `layers::SideAttention`.)
 //! Self-attention (eq. 4), feed-forward (eq. 5), stacking (eq. 6-7): SASRec's blocks
 //! (`layers::AttentionBlock`): causal, padding masked, residuals, layer norm, dropout.
 //! Item-level attention (`item_attention = true`; the survey's two-level attention, section
@@ -58,6 +61,19 @@ use crate::optim::{ParamId, ParamStore};
 use crate::rng::Rng;
 use crate::tensor::{Ids, Tensor};
 
+/// What `Amsrm::embed` gives the encoder.
+struct Embedded {
+    /// E' (eq. 3 projected to width d, after dropout) `[B, n, d]`.
+    e: Var,
+    /// `side_fusion = "decoupled"`: M W_M + b_M after dropout `[B, n, d]`, the side stream of
+    /// every block's attention (`layers::SideAttention`).
+    side: Option<Var>,
+    /// The pooled item fields, one `[items + 1, d]` per field.
+    item_fields: Vec<Var>,
+    /// The id table the sequence part used (cold and dropped-out rows zeroed).
+    ids: Var,
+}
+
 pub struct Amsrm {
     store: ParamStore,
     side: SideInfo,
@@ -70,9 +86,10 @@ pub struct Amsrm {
     feature_query: Option<Linear>,
     feature_key: Option<Linear>,
     /// E = concat(S, M) → width d (`side_fusion = "concat"`), or M → width d, added to S
-    /// (`"add"`).
+    /// (`"add"`) or made the blocks' side stream (`"decoupled"`).
     fuse: Linear,
     add_side: bool,
+    decoupled_side: bool,
     side_info_in_output: bool,
     encoder: BlockStack,
     /// The item level of the two-level attention (`item_attention`).
@@ -177,13 +194,14 @@ impl Amsrm {
         };
         // "add" projects only M (the fused width without S's d columns).
         let add_side = config.side_fusion == "add" && fields > 0;
-        let fuse_width = if add_side {
+        let decoupled_side = config.side_fusion == "decoupled" && fields > 0;
+        let fuse_width = if add_side || decoupled_side {
             fused_width - d
         } else {
             fused_width
         };
         let fuse = Linear::new(&mut store, "fuse", fuse_width, d, &mut rng)?;
-        let encoder = BlockStack::new(&mut store, config, &mut rng)?;
+        let encoder = BlockStack::new(&mut store, config, decoupled_side, &mut rng)?;
         let start = if config.first_item_from_user {
             if user_field_tables.is_empty() {
                 return Err(crate::error::Error::Invalid(
@@ -220,6 +238,7 @@ impl Amsrm {
             feature_key,
             fuse,
             add_side,
+            decoupled_side,
             side_info_in_output: config.side_info_in_output,
             encoder,
             item_relevance,
@@ -286,15 +305,19 @@ impl Amsrm {
 
     /// F (eq. 7) at every position `[B, n, d]`, and N (eq. 8).
     fn encode(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Var)> {
-        let (e, item_fields, ids) = self.embed(tape, input)?;
-        let hidden = match &self.item_relevance {
-            Some(relevance) => {
-                let weights = relevance.forward(tape, &self.store, e, &input.items)?;
-                self.encoder
-                    .forward_weighted(tape, &self.store, e, &input.items, Some(&weights))?
-            }
-            None => self.encoder.forward(tape, &self.store, e, &input.items)?,
+        let Embedded {
+            e,
+            side,
+            item_fields,
+            ids,
+        } = self.embed(tape, input)?;
+        let weights = match &self.item_relevance {
+            Some(relevance) => Some(relevance.forward(tape, &self.store, e, &input.items)?),
+            None => None,
         };
+        let hidden =
+            self.encoder
+                .forward_with(tape, &self.store, e, &input.items, weights.as_ref(), side)?;
         let items = self.output_items(tape, ids, &item_fields)?;
         Ok((hidden, items))
     }
@@ -306,7 +329,7 @@ impl Amsrm {
             return Ok(None);
         };
         let mut tape = Tape::inference().on(self.store.device());
-        let (e, _, _) = self.embed(&mut tape, input)?;
+        let e = self.embed(&mut tape, input)?.e;
         let weights = relevance.forward(&mut tape, &self.store, e, &input.items)?;
         let shape = input.items.shape();
         let (b, n) = (shape[0], shape[1]);
@@ -316,9 +339,8 @@ impl Amsrm {
         Ok(Some(Tensor::from_vec(&[b, n], weights)?))
     }
 
-    /// E' (eq. 3 projected to width d, after dropout) `[B, n, d]`, the pooled item fields, and
-    /// the id table the sequence part used (cold and dropped-out rows zeroed).
-    fn embed(&self, tape: &mut Tape, input: &SequenceInput) -> Result<(Var, Vec<Var>, Var)> {
+    /// E' and the side stream (see `Embedded`).
+    fn embed(&self, tape: &mut Tape, input: &SequenceInput) -> Result<Embedded> {
         let store = &self.store;
         let shape = input.items.shape();
         let (b, n, d) = (shape[0], shape[1], self.dim);
@@ -358,21 +380,30 @@ impl Amsrm {
             _ if fields.is_empty() => None,
             _ => Some(tape.concat(&fields, 2)?),
         };
-        let e = match m {
+        let (e, side) = match m {
+            // E = S, and M W_M + b_M goes to the blocks' attention logits only.
+            Some(m) if self.decoupled_side => {
+                let side = self.fuse.forward(tape, store, m)?;
+                (s, Some(tape.dropout(side, self.dropout)?))
+            }
             // E = S + M W_M + b_M.
             Some(m) if self.add_side => {
                 let side = self.fuse.forward(tape, store, m)?;
-                tape.add(s, side)?
+                (tape.add(s, side)?, None)
             }
             // E = concat(S, M), projected back to width d.
             Some(m) => {
                 let e = tape.concat(&[s, m], 2)?;
-                self.fuse.forward(tape, store, e)?
+                (self.fuse.forward(tape, store, e)?, None)
             }
-            None => self.fuse.forward(tape, store, s)?,
+            None => (self.fuse.forward(tape, store, s)?, None),
         };
-        let e = tape.dropout(e, self.dropout)?;
-        Ok((e, item_fields, table))
+        Ok(Embedded {
+            e: tape.dropout(e, self.dropout)?,
+            side,
+            item_fields,
+            ids: table,
+        })
     }
 
     /// h_0 = W_0 · Σ_g m_g + b_0, the start position of each user `[B, d]`.

@@ -71,11 +71,14 @@ pub struct AttentionBlock {
     ffn_norm: LayerNorm,
     ffn_in: Linear,
     ffn_out: Linear,
+    /// The side stream's query and key (`SideAttention`), when the block has one.
+    side: Option<SideAttention>,
     heads: usize,
     dropout: f32,
 }
 
 impl AttentionBlock {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: &mut ParamStore,
         name: &str,
@@ -83,6 +86,7 @@ impl AttentionBlock {
         ffn_dim: usize,
         heads: usize,
         dropout: f32,
+        side_attention: bool,
         rng: &mut Rng,
     ) -> Result<Self> {
         Ok(AttentionBlock {
@@ -93,6 +97,12 @@ impl AttentionBlock {
             ffn_norm: LayerNorm::new(store, &format!("{name}.ffn_norm"), dim, 1e-8)?,
             ffn_in: Linear::new(store, &format!("{name}.ffn_in"), dim, ffn_dim, rng)?,
             ffn_out: Linear::new(store, &format!("{name}.ffn_out"), ffn_dim, dim, rng)?,
+            // Created after the block's own weights, so that those start as without it.
+            side: if side_attention {
+                Some(SideAttention::new(store, name, dim, rng)?)
+            } else {
+                None
+            },
             heads,
             dropout,
         })
@@ -100,7 +110,9 @@ impl AttentionBlock {
 
     /// x `[B, n, d]`; `keep` `[B, n, 1]` is 1 at real positions and 0 at padding;
     /// `key_mask` `[B, n]` is the same mask for the attention's keys. `item_weights`, if
-    /// given, reweights the keys per query (see `ItemWeights`).
+    /// given, reweights the keys per query (see `ItemWeights`); `side` `[B, n, d]` is the
+    /// side stream of a block built with `side_attention` (see `SideAttention`).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         tape: &mut Tape,
@@ -109,14 +121,31 @@ impl AttentionBlock {
         keep: Var,
         key_mask: &Tensor,
         item_weights: Option<&ItemWeights>,
+        side: Option<Var>,
     ) -> Result<Var> {
         let normed = self.attention_norm.forward(tape, store, x)?;
         let q = self.query.forward(tape, store, normed)?;
         let k = self.key.forward(tape, store, normed)?;
         let v = self.value.forward(tape, store, normed)?;
-        let attended = match item_weights {
-            None => tape.attention(q, k, v, self.heads, true, Some(key_mask), self.dropout)?,
-            Some(weights) => weighted_attention(tape, q, k, v, self.heads, self.dropout, weights)?,
+        let attended = match (&self.side, side) {
+            (Some(side_attention), Some(side)) => {
+                let side_q = side_attention.query.forward(tape, store, side)?;
+                let side_k = side_attention.key.forward(tape, store, side)?;
+                let streams = [q, k, v, side_q, side_k];
+                decoupled_attention(tape, streams, self.heads, key_mask, self.dropout, item_weights)?
+            }
+            (None, None) => match item_weights {
+                None => tape.attention(q, k, v, self.heads, true, Some(key_mask), self.dropout)?,
+                Some(weights) => {
+                    weighted_attention(tape, q, k, v, self.heads, self.dropout, weights)?
+                }
+            },
+            _ => {
+                return Err(crate::error::Error::Invalid(
+                    "an attention block gets a side stream exactly when it was built for one"
+                        .into(),
+                ));
+            }
         };
         let attended = tape.dropout(attended, self.dropout)?;
         let x = tape.add(x, attended)?;
@@ -135,6 +164,62 @@ impl AttentionBlock {
         let x = tape.add(x, fed)?;
         tape.mul(x, keep)
     }
+}
+
+/// Side information decoupled from the item stream, as in DIF-SR (Xie et al., "Decoupled Side
+/// Information Fusion for Sequential Recommendation", SIGIR 2022): the side stream M `[B, n, d]`
+/// gets its own query and key in every block (`decoupled_attention`) and enters only the
+/// attention logits, never the values, so the item representations are not mixed with it.
+pub struct SideAttention {
+    query: Linear,
+    key: Linear,
+}
+
+impl SideAttention {
+    fn new(store: &mut ParamStore, block: &str, dim: usize, rng: &mut Rng) -> Result<Self> {
+        Ok(SideAttention {
+            query: Linear::new(store, &format!("{block}.side_query"), dim, dim, rng)?,
+            key: Linear::new(store, &format!("{block}.side_key"), dim, dim, rng)?,
+        })
+    }
+}
+
+/// Causal attention whose logits add a second stream's, per head h (d_h = d / heads):
+///   logits_h = (q_h·k_hᵀ + q^M_h·k^M_hᵀ) / √d_h  (+ log a with `item_weights`),
+///   out_h    = softmax(logits_h) v_h,
+/// for `[q, k, v, q^M, k^M]`, each `[B, n, d]`. The attention kernel computes it over widened
+/// heads: head h's query is √2·[q_h, q^M_h], its key [k_h, k^M_h] and its value [v_h, 0], all
+/// 2·d_h wide, so that the kernel's 1/√(2 d_h) times √2 is each stream's 1/√d_h; the first
+/// d_h columns of every head's output are the result (the zero value columns give zeros).
+pub fn decoupled_attention(
+    tape: &mut Tape,
+    [q, k, v, side_q, side_k]: [Var; 5],
+    heads: usize,
+    key_mask: &Tensor,
+    dropout: f32,
+    item_weights: Option<&ItemWeights>,
+) -> Result<Var> {
+    let shape = tape.shape(q).to_vec();
+    let (b, n, d) = (shape[0], shape[1], shape[2]);
+    let head_dim = d / heads;
+    let zeros = tape.constant(Tensor::zeros(&[b, n, d]));
+    let mut interleave = |x: Var, y: Var| -> Result<Var> {
+        let x = tape.reshape(x, &[b, n, heads, head_dim])?;
+        let y = tape.reshape(y, &[b, n, heads, head_dim])?;
+        let both = tape.concat(&[x, y], 3)?;
+        tape.reshape(both, &[b, n, 2 * d])
+    };
+    let wide_q = interleave(q, side_q)?;
+    let wide_k = interleave(k, side_k)?;
+    let wide_v = interleave(v, zeros)?;
+    let wide_q = tape.scale(wide_q, std::f32::consts::SQRT_2)?;
+    let wide = match item_weights {
+        None => tape.attention(wide_q, wide_k, wide_v, heads, true, Some(key_mask), dropout)?,
+        Some(weights) => weighted_attention(tape, wide_q, wide_k, wide_v, heads, dropout, weights)?,
+    };
+    let wide = tape.reshape(wide, &[b, n, heads, 2 * head_dim])?;
+    let items = tape.slice(wide, 3, 0, head_dim)?;
+    tape.reshape(items, &[b, n, d])
 }
 
 /// The logit (and log-weight) of a key a query must not see: exp(−1e9 − max) is exactly 0 in
@@ -312,9 +397,11 @@ pub struct BlockStack {
 }
 
 impl BlockStack {
+    /// `side_attention`: every block takes a side stream (`SideAttention`).
     pub fn new(
         store: &mut ParamStore,
         config: &crate::config::ModelConfig,
+        side_attention: bool,
         rng: &mut Rng,
     ) -> Result<BlockStack> {
         let d = config.dim;
@@ -327,6 +414,7 @@ impl BlockStack {
                     config.ffn_dim,
                     config.heads,
                     config.dropout,
+                    side_attention,
                     rng,
                 )
             })
@@ -344,24 +432,26 @@ impl BlockStack {
         x: Var,
         items: &crate::tensor::Ids,
     ) -> Result<Var> {
-        self.forward_weighted(tape, store, x, items, None)
+        self.forward_with(tape, store, x, items, None, None)
     }
 
-    /// `forward` with item-level weights (`ItemRelevance`) in every block's attention.
-    pub fn forward_weighted(
+    /// `forward` with item-level weights (`ItemRelevance`) in every block's attention, and the
+    /// side stream `side` `[B, n, d]` of blocks built with `side_attention`.
+    pub fn forward_with(
         &self,
         tape: &mut Tape,
         store: &ParamStore,
         x: Var,
         items: &crate::tensor::Ids,
         item_weights: Option<&ItemWeights>,
+        side: Option<Var>,
     ) -> Result<Var> {
         let key_mask = super::padding_mask(items);
         let shape = items.shape();
         let keep = tape.constant(key_mask.reshaped(&[shape[0], shape[1], 1])?);
         let mut x = tape.mul(x, keep)?;
         for block in &self.blocks {
-            x = block.forward(tape, store, x, keep, &key_mask, item_weights)?;
+            x = block.forward(tape, store, x, keep, &key_mask, item_weights, side)?;
         }
         self.final_norm.forward(tape, store, x)
     }

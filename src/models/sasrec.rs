@@ -40,7 +40,7 @@ impl SasRec {
         let d = config.dim;
         let item_embedding = store.add_xavier("item_embedding", &[items + 1, d], &mut rng)?;
         let position_embedding = store.add_xavier("position_embedding", &[max_len, d], &mut rng)?;
-        let encoder = BlockStack::new(&mut store, config, &mut rng)?;
+        let encoder = BlockStack::new(&mut store, config, false, &mut rng)?;
         Ok(SasRec {
             store,
             item_embedding,
