@@ -89,6 +89,11 @@ pub struct ModelConfig {
     /// id embedding is zero with this probability, so the model also learns to rank items
     /// from their features alone, as it must for cold-start items. In [0, 1).
     pub item_id_dropout: f32,
+    /// AMSRM: weight λ of the attribute-prediction loss (DIF-SR's auxiliary attribute
+    /// predictor): at every training position, each item field of the next item is also
+    /// predicted from the hidden state (multi-label BCE over the field's tokens), added as
+    /// λ · Σ_f loss_f. 0 = off.
+    pub attribute_loss: f32,
     /// AMSRM: also learn to predict the first item of each training window from the user
     /// features alone (a start position), which then serves users with no history.
     pub first_item_from_user: bool,
@@ -247,6 +252,7 @@ impl Default for ModelConfig {
             item_features: true,
             behaviour: true,
             item_id_dropout: 0.0,
+            attribute_loss: 0.0,
             first_item_from_user: false,
             window: 5,
             caser_horizontal: 16,
@@ -373,6 +379,12 @@ impl Config {
                 "data.cold_items needs train.loss = \"ce\" (sampled negatives would include the \
                  cold items), got {:?}",
                 self.train.loss
+            ));
+        }
+        let attribute_loss = self.model_options.attribute_loss;
+        if !(attribute_loss.is_finite() && attribute_loss >= 0.0) {
+            return bad(format!(
+                "model_options.attribute_loss must be a finite weight ≥ 0, got {attribute_loss}"
             ));
         }
         if !(0.0..1.0).contains(&self.model_options.item_id_dropout) {

@@ -10,10 +10,10 @@ mod common;
 
 use common::synthetic::synthetic;
 use common::{Check, check_op, random_values};
-use seqrec::models::layers::decoupled_attention;
-use seqrec::rng::Rng;
 use seqrec::config::Config;
+use seqrec::models::layers::decoupled_attention;
 use seqrec::models::{Model, SequenceInput};
+use seqrec::rng::Rng;
 use seqrec::train::{Experiment, TrainOptions, train};
 use seqrec::{Ids, Tape, Tensor};
 
@@ -107,7 +107,10 @@ fn decoupled_attention_gradients() {
     let (b, n, d, heads) = (2, 4, 4, 2);
     let head_dim = d / heads;
     let ids = [0u32, 3, 5, 2, 1, 4, 2, 6];
-    let key_mask: Vec<f32> = ids.iter().map(|&i| if i == 0 { 0.0 } else { 1.0 }).collect();
+    let key_mask: Vec<f32> = ids
+        .iter()
+        .map(|&i| if i == 0 { 0.0 } else { 1.0 })
+        .collect();
     let key_mask = Tensor::from_vec(&[b, n], key_mask).unwrap();
     let mut rng = Rng::new(5);
     let inputs: Vec<(Vec<usize>, Vec<f64>)> = (0..5)
@@ -125,11 +128,12 @@ fn decoupled_attention_gradients() {
                             .map(|col| a[(s * n + t) * d + col] * c[(s * n + j) * d + col])
                             .sum()
                     };
-                    let visible: Vec<usize> =
-                        (0..=t).filter(|&j| ids[s * n + j] != 0).collect();
+                    let visible: Vec<usize> = (0..=t).filter(|&j| ids[s * n + j] != 0).collect();
                     let logits: Vec<f64> = visible
                         .iter()
-                        .map(|&j| (dot(q, k, j) + dot(side_q, side_k, j)) / (head_dim as f64).sqrt())
+                        .map(|&j| {
+                            (dot(q, k, j) + dot(side_q, side_k, j)) / (head_dim as f64).sqrt()
+                        })
                         .collect();
                     let max = logits.iter().cloned().fold(f64::MIN, f64::max);
                     let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
@@ -166,6 +170,7 @@ fn every_option_learns_the_walk() {
         "model_options.side_fusion=add",
         "model_options.side_fusion=decoupled",
         "model_options.side_info_in_output=false",
+        "model_options.attribute_loss=1",
     ] {
         let config = config(&[extra]);
         let exp = Experiment::prepare(&data, &config).unwrap();

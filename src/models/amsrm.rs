@@ -35,7 +35,8 @@
 //! Note: a cold item has no id row (zeroed, see below); with `side_info_in_output = false`
 //! it scores 0 — the cold-start study needs the default.
 //! Training: next item at every position, full-softmax cross-entropy or BCE with sampled
-//! negatives.
+//! negatives; with `attribute_loss` = λ > 0 also DIF-SR's attribute prediction, λ · Σ_f
+//! BCE(σ(F_t W_f + b_f), the next item's tokens of item field f).
 //!
 //! Cold start (`data::cold`, the survey's issue 6):
 //! - Cold items have no training interaction, so their row of item_embedding is untrained
@@ -51,8 +52,8 @@
 use super::layers::{BlockStack, ItemRelevance, Linear};
 use super::side_info::{SideInfo, add_field_table, pooled_field};
 use super::{
-    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, last_position_scores,
-    latest_positions, next_item_loss_excluding,
+    LossKind, Model, SequenceInput, TargetRows, TrainingBatch, excluded_items_offsets,
+    last_position_scores, latest_positions, next_item_loss_excluding,
 };
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
@@ -94,6 +95,10 @@ pub struct Amsrm {
     encoder: BlockStack,
     /// The item level of the two-level attention (`item_attention`).
     item_relevance: Option<ItemRelevance>,
+    /// One linear head d → vocab per item field, predicting the next item's field tokens
+    /// (`attribute_loss` > 0), and the loss weight λ.
+    attribute_heads: Vec<Linear>,
+    attribute_loss: f32,
     /// W_0, b_0 of the start position h_0 (`first_item_from_user`).
     start: Option<Linear>,
     dim: usize,
@@ -226,6 +231,17 @@ impl Amsrm {
         } else {
             None
         };
+        let attribute_heads = if config.attribute_loss > 0.0 {
+            side.items
+                .iter()
+                .map(|f| {
+                    let name = format!("attribute_predictor.{}", f.name);
+                    Linear::new(&mut store, &name, d, f.vocab, &mut rng)
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Amsrm {
             store,
             side,
@@ -242,6 +258,8 @@ impl Amsrm {
             side_info_in_output: config.side_info_in_output,
             encoder,
             item_relevance,
+            attribute_heads,
+            attribute_loss: config.attribute_loss,
             start,
             dim: d,
             dropout: config.dropout,
@@ -315,9 +333,14 @@ impl Amsrm {
             Some(relevance) => Some(relevance.forward(tape, &self.store, e, &input.items)?),
             None => None,
         };
-        let hidden =
-            self.encoder
-                .forward_with(tape, &self.store, e, &input.items, weights.as_ref(), side)?;
+        let hidden = self.encoder.forward_with(
+            tape,
+            &self.store,
+            e,
+            &input.items,
+            weights.as_ref(),
+            side,
+        )?;
         let items = self.output_items(tape, ids, &item_fields)?;
         Ok((hidden, items))
     }
@@ -404,6 +427,56 @@ impl Amsrm {
             item_fields,
             ids: table,
         })
+    }
+
+    /// DIF-SR's auxiliary attribute predictor (Xie et al. 2022, section 3.4): at every position
+    /// with a target, each item field f of the next item is predicted from the hidden state F_t,
+    ///   ŷ_f = σ(F_t W_f + b_f) ∈ (0, 1)^{vocab_f},
+    /// against the field's tokens of that item as a multi-hot label (token 0, "missing", is
+    /// never a label), by binary cross-entropy averaged over rows and tokens; the loss is
+    /// λ · Σ_f BCE_f. It makes F_t carry what kind of item comes next. `None` when off.
+    fn attribute_prediction_loss(
+        &self,
+        tape: &mut Tape,
+        hidden: Var,
+        batch: &TrainingBatch,
+    ) -> Result<Option<Var>> {
+        if self.attribute_heads.is_empty() {
+            return Ok(None);
+        }
+        let shape = tape.shape(hidden).to_vec();
+        let (b, n, d) = (shape[0], shape[1], shape[2]);
+        let real = TargetRows::of(batch)?;
+        let count = real.positions.len();
+        if count == 0 {
+            return Ok(None);
+        }
+        let rows = tape.reshape(hidden, &[b * n, d])?;
+        let positions = Ids::from_vec(&[count], real.positions)?;
+        let rows = tape.index_select(rows, 0, &positions)?;
+        let mut total: Option<Var> = None;
+        for (field, head) in self.side.items.iter().zip(&self.attribute_heads) {
+            let width = field.ids.shape()[1];
+            let mut labels = vec![0.0f32; count * field.vocab];
+            for (r, &item) in real.targets.values().iter().enumerate() {
+                let tokens =
+                    &field.ids.values()[item as usize * width..(item as usize + 1) * width];
+                for &token in tokens.iter().filter(|&&t| t != 0) {
+                    labels[r * field.vocab + token as usize] = 1.0;
+                }
+            }
+            let labels = Tensor::from_vec(&[count, field.vocab], labels)?;
+            let logits = head.forward(tape, &self.store, rows)?;
+            let field_loss = tape.bce_with_logits(logits, &labels, None)?;
+            total = Some(match total {
+                Some(total) => tape.add(total, field_loss)?,
+                None => field_loss,
+            });
+        }
+        match total {
+            Some(total) => Ok(Some(tape.scale(total, self.attribute_loss)?)),
+            None => Ok(None),
+        }
     }
 
     /// h_0 = W_0 · Σ_g m_g + b_0, the start position of each user `[B, d]`.
@@ -502,6 +575,10 @@ impl Model for Amsrm {
         let (hidden, items) = self.encode(tape, &batch.input)?;
         let loss =
             next_item_loss_excluding(tape, hidden, items, batch, kind, self.cold_offsets.as_ref())?;
+        let loss = match self.attribute_prediction_loss(tape, hidden, batch)? {
+            Some(attribute_loss) => tape.add(loss, attribute_loss)?,
+            None => loss,
+        };
         match &self.start {
             Some(start) => match self.start_loss(tape, start, &batch.input, items)? {
                 Some(start_loss) => tape.add(loss, start_loss),
@@ -543,5 +620,121 @@ impl Model for Amsrm {
         self.cold_offsets = excluded_items_offsets(self.items, items)?;
         self.cold_items = items.to_vec();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::side_info::FieldIds;
+    use crate::models::windows::test_support::padded_batch;
+
+    /// Nine items, one token-set field with vocab 5: item i has tokens {i % 4 + 1} and, for
+    /// even i, also token 1 (row 0, the padding item, has none).
+    fn side() -> SideInfo {
+        let (rows, width) = (10, 2);
+        let mut ids = vec![0u32; rows * width];
+        for i in 1..rows {
+            ids[i * width] = (i % 4 + 1) as u32;
+            if i % 2 == 0 && i % 4 != 0 {
+                ids[i * width + 1] = 1;
+            }
+        }
+        SideInfo {
+            items: vec![FieldIds {
+                name: "category".into(),
+                vocab: 5,
+                ids: Ids::from_vec(&[rows, width], ids).unwrap(),
+                counts: Tensor::full(&[rows, 1], 1.0),
+            }],
+            users: Vec::new(),
+            behaviours: 1,
+        }
+    }
+
+    #[test]
+    fn attribute_loss_is_lambda_times_the_bce_of_the_next_items_fields() {
+        let config = ModelConfig {
+            dim: 8,
+            dropout: 0.0,
+            attribute_loss: 0.7,
+            ..ModelConfig::default()
+        };
+        let model = Amsrm::new(9, 8, side(), &config, 3).unwrap();
+        let batch = padded_batch();
+        let mut tape = Tape::new();
+        let (hidden, _) = model.encode(&mut tape, &batch.input).unwrap();
+        let loss = model
+            .attribute_prediction_loss(&mut tape, hidden, &batch)
+            .unwrap()
+            .expect("the loss is on");
+        let got = tape.value(loss).to_vec()[0] as f64;
+
+        // By hand, in f64: every position with a target, every token of the field.
+        let h = tape.value(hidden).to_vec();
+        let w = model.store.value(model.attribute_heads[0].weight).to_vec();
+        let bias = model.store.value(model.attribute_heads[0].bias).to_vec();
+        let (d, vocab) = (8, 5);
+        let field = &model.side.items[0];
+        let (mut sum, mut terms) = (0.0f64, 0usize);
+        for (row, &target) in batch.positives.values().iter().enumerate() {
+            if batch.weights.to_vec()[row] == 0.0 {
+                continue;
+            }
+            let tokens = &field.ids.values()[target as usize * 2..target as usize * 2 + 2];
+            for token in 0..vocab {
+                let z: f64 = bias[token] as f64
+                    + (0..d)
+                        .map(|c| h[row * d + c] as f64 * w[c * vocab + token] as f64)
+                        .sum::<f64>();
+                let y = if token != 0 && tokens.contains(&(token as u32)) {
+                    1.0
+                } else {
+                    0.0
+                };
+                sum += z.max(0.0) - z * y + (1.0 + (-z.abs()).exp()).ln();
+                terms += 1;
+            }
+        }
+        let want = 0.7 * sum / terms as f64;
+        assert!(
+            (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+            "attribute loss {got} vs {want}"
+        );
+    }
+
+    #[test]
+    fn attribute_loss_off_adds_no_weights() {
+        let off = Amsrm::new(9, 8, side(), &ModelConfig::default(), 3).unwrap();
+        let on_config = ModelConfig {
+            attribute_loss: 1.0,
+            ..ModelConfig::default()
+        };
+        let on = Amsrm::new(9, 8, side(), &on_config, 3).unwrap();
+        let names = |m: &Amsrm| -> Vec<String> {
+            m.store
+                .ids()
+                .map(|id| m.store.name(id).to_string())
+                .collect()
+        };
+        let (off_names, on_names) = (names(&off), names(&on));
+        assert!(
+            off_names
+                .iter()
+                .all(|n| !n.starts_with("attribute_predictor"))
+        );
+        let extra: Vec<&String> = on_names.iter().filter(|n| !off_names.contains(n)).collect();
+        assert_eq!(
+            extra,
+            [
+                "attribute_predictor.category.weight",
+                "attribute_predictor.category.bias"
+            ]
+        );
+        // The heads are created last: every other weight starts the same.
+        for id in off.store.ids() {
+            let other = on.store.find(off.store.name(id)).unwrap();
+            assert_eq!(off.store.value(id).to_vec(), on.store.value(other).to_vec());
+        }
     }
 }

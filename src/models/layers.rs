@@ -132,7 +132,14 @@ impl AttentionBlock {
                 let side_q = side_attention.query.forward(tape, store, side)?;
                 let side_k = side_attention.key.forward(tape, store, side)?;
                 let streams = [q, k, v, side_q, side_k];
-                decoupled_attention(tape, streams, self.heads, key_mask, self.dropout, item_weights)?
+                decoupled_attention(
+                    tape,
+                    streams,
+                    self.heads,
+                    key_mask,
+                    self.dropout,
+                    item_weights,
+                )?
             }
             (None, None) => match item_weights {
                 None => tape.attention(q, k, v, self.heads, true, Some(key_mask), self.dropout)?,
