@@ -141,12 +141,10 @@ impl AttentionBlock {
                     item_weights,
                 )?
             }
-            (None, None) => match item_weights {
-                None => tape.attention(q, k, v, self.heads, true, Some(key_mask), self.dropout)?,
-                Some(weights) => {
-                    weighted_attention(tape, q, k, v, self.heads, self.dropout, weights)?
-                }
-            },
+            (None, None) => {
+                let qkv = [q, k, v];
+                causal_attention(tape, qkv, self.heads, key_mask, self.dropout, item_weights)?
+            }
             _ => {
                 return Err(crate::error::Error::Invalid(
                     "an attention block gets a side stream exactly when it was built for one"
@@ -170,6 +168,22 @@ impl AttentionBlock {
         let fed = tape.dropout(fed, self.dropout)?;
         let x = tape.add(x, fed)?;
         tape.mul(x, keep)
+    }
+}
+
+/// Causal self-attention of `[q, k, v]` `[B, n, d]`: the fused kernel, or with item-level
+/// weights in the logits the composed `weighted_attention`.
+fn causal_attention(
+    tape: &mut Tape,
+    [q, k, v]: [Var; 3],
+    heads: usize,
+    key_mask: &Tensor,
+    dropout: f32,
+    item_weights: Option<&ItemWeights>,
+) -> Result<Var> {
+    match item_weights {
+        None => tape.attention(q, k, v, heads, true, Some(key_mask), dropout),
+        Some(weights) => weighted_attention(tape, q, k, v, heads, dropout, weights),
     }
 }
 
@@ -220,10 +234,14 @@ pub fn decoupled_attention(
     let wide_k = interleave(k, side_k)?;
     let wide_v = interleave(v, zeros)?;
     let wide_q = tape.scale(wide_q, std::f32::consts::SQRT_2)?;
-    let wide = match item_weights {
-        None => tape.attention(wide_q, wide_k, wide_v, heads, true, Some(key_mask), dropout)?,
-        Some(weights) => weighted_attention(tape, wide_q, wide_k, wide_v, heads, dropout, weights)?,
-    };
+    let wide = causal_attention(
+        tape,
+        [wide_q, wide_k, wide_v],
+        heads,
+        key_mask,
+        dropout,
+        item_weights,
+    )?;
     let wide = tape.reshape(wide, &[b, n, heads, 2 * head_dim])?;
     let items = tape.slice(wide, 3, 0, head_dim)?;
     tape.reshape(items, &[b, n, d])
