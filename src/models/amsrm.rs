@@ -52,8 +52,8 @@
 use super::layers::{BlockStack, ItemRelevance, Linear};
 use super::side_info::{SideInfo, add_field_table, pooled_field};
 use super::{
-    LossKind, Model, SequenceInput, TargetRows, TrainingBatch, excluded_items_offsets,
-    last_position_scores, latest_positions, next_item_loss_excluding,
+    LossKind, Model, SequenceInput, TrainingBatch, excluded_items_offsets, last_position_scores,
+    latest_positions, next_item_loss_excluding, target_rows,
 };
 use crate::autograd::{Tape, Var};
 use crate::config::ModelConfig;
@@ -444,16 +444,11 @@ impl Amsrm {
         if self.attribute_heads.is_empty() {
             return Ok(None);
         }
-        let shape = tape.shape(hidden).to_vec();
-        let (b, n, d) = (shape[0], shape[1], shape[2]);
-        let real = TargetRows::of(batch)?;
+        let (rows, real) = target_rows(tape, hidden, batch)?;
         let count = real.positions.len();
         if count == 0 {
             return Ok(None);
         }
-        let rows = tape.reshape(hidden, &[b * n, d])?;
-        let positions = Ids::from_vec(&[count], real.positions)?;
-        let rows = tape.index_select(rows, 0, &positions)?;
         let mut total: Option<Var> = None;
         for (field, head) in self.side.items.iter().zip(&self.attribute_heads) {
             let width = field.ids.shape()[1];

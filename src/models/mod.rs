@@ -174,11 +174,7 @@ pub fn next_item_loss_excluding(
         LossKind::FullSoftmax => {
             // Only positions with a target: padding rows would cost a full row of logits each
             // (18% of an ml-100k batch at n = 50, 56% at n = 200) for a zero loss.
-            let real = TargetRows::of(batch)?;
-            let count = real.positions.len();
-            let rows = tape.reshape(hidden, &[b * n, d])?;
-            let positions = Ids::from_vec(&[count], real.positions)?;
-            let rows = tape.index_select(rows, 0, &positions)?;
+            let (rows, real) = target_rows(tape, hidden, batch)?;
             item_cross_entropy(
                 tape,
                 rows,
@@ -217,6 +213,22 @@ pub struct TargetRows {
     pub positions: Vec<u32>,
     pub targets: Ids,
     pub weights: Tensor,
+}
+
+/// The rows of `hidden` `[B, n, d]` at the positions with a target, `[count, d]`, with those
+/// positions' targets and weights.
+pub fn target_rows(
+    tape: &mut Tape,
+    hidden: Var,
+    batch: &TrainingBatch,
+) -> Result<(Var, TargetRows)> {
+    let shape = tape.shape(hidden).to_vec();
+    let (b, n, d) = (shape[0], shape[1], shape[2]);
+    let real = TargetRows::of(batch)?;
+    let rows = tape.reshape(hidden, &[b * n, d])?;
+    let positions = Ids::from_vec(&[real.positions.len()], real.positions.clone())?;
+    let rows = tape.index_select(rows, 0, &positions)?;
+    Ok((rows, real))
 }
 
 impl TargetRows {
