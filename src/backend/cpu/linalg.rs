@@ -281,91 +281,146 @@ pub fn par_sgemm(
     csb: isize,
     c: &mut [f32],
 ) {
-    let c = &mut c[..m * n];
-    match split(m, k, n) {
-        Split::Serial => sgemm(m, k, n, a, rsa, csa, b, rsb, csb, c),
-        Split::Depth { parts, depth } => {
-            // Each part computes op(a)[:, ks] · op(b)[ks, :] into its own buffer; then sum.
-            let partials: Vec<Vec<f32>> = (0..parts)
-                .into_par_iter()
-                .map(|part| {
-                    let (k0, k1) = (part * depth, ((part + 1) * depth).min(k));
-                    let mut partial = vec![0.0f32; m * n];
-                    let a_part = &a[k0 * csa as usize..];
-                    let b_part = &b[k0 * rsb as usize..];
-                    sgemm(
-                        m,
-                        k1 - k0,
-                        n,
-                        a_part,
-                        rsa,
-                        csa,
-                        b_part,
-                        rsb,
-                        csb,
-                        &mut partial,
-                    );
-                    partial
-                })
-                .collect();
-            c.copy_from_slice(&partials[0]);
-            for partial in &partials[1..] {
-                c.iter_mut().zip(partial).for_each(|(sum, x)| *sum += x);
-            }
-        }
-        Split::Rows(rows) => {
-            c.par_chunks_mut(rows * n)
-                .enumerate()
-                .for_each(|(block, c_block)| {
-                    let a_block = &a[block * rows * rsa as usize..];
-                    let m_block = c_block.len() / n;
-                    sgemm(m_block, k, n, a_block, rsa, csa, b, rsb, csb, c_block);
-                });
-        }
-        Split::Columns(cols) => {
-            // Column blocks of a row-major `c` interleave in memory, so each task gets a raw
-            // pointer to its first column rather than a slice.
-            let c_start = SharedOutput(c.as_mut_ptr());
-            let c_len = c.len();
-            (0..n.div_ceil(cols)).into_par_iter().for_each(|block| {
-                let (j0, j1) = (block * cols, ((block + 1) * cols).min(n));
-                // SAFETY: block `block` writes only columns j0..j1 of rows 0..m of `c`, which
-                // no other block touches; the slice below starts at column j0 of row 0 and
-                // ends at the end of `c`, inside `c`'s allocation, which outlives this loop.
-                let c_block = unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
-                let b_block = &b[j0 * csb as usize..];
-                sgemm_strided_c(m, k, j1 - j0, a, rsa, csa, b_block, rsb, csb, c_block, n);
-            });
-        }
-    }
+    let product = Product {
+        m,
+        k,
+        n,
+        a,
+        a_strides: (rsa, csa),
+        b,
+        b_strides: (rsb, csb),
+    };
+    product.run_parallel(c);
 }
 
-/// `par_sgemm` into a fresh `m×n` buffer. Row blocks (the tall products of the linear
-/// layers) each zero their own part of it in parallel (see `fresh`) instead of a serial
-/// `vec![0.0; m·n]` first.
-#[allow(clippy::too_many_arguments)]
-fn par_sgemm_fresh(
+/// One product `op(a) · op(b)`, `m×k · k×n`, with `a` and `b` given by their (row, column)
+/// strides, which is how transposes are expressed.
+#[derive(Clone, Copy)]
+struct Product<'a> {
     m: usize,
     k: usize,
     n: usize,
-    a: &[f32],
-    rsa: isize,
-    csa: isize,
-    b: &[f32],
-    rsb: isize,
-    csb: isize,
-) -> Vec<f32> {
-    match split(m, k, n) {
-        Split::Rows(rows) if n > 0 => fill_chunks(m * n, rows * n, true, |block, c_block| {
-            let a_block = &a[block * rows * rsa as usize..];
-            let m_block = c_block.len() / n;
-            sgemm(m_block, k, n, a_block, rsa, csa, b, rsb, csb, c_block);
-        }),
-        _ => {
-            let mut c = vec![0.0f32; m * n];
-            par_sgemm(m, k, n, a, rsa, csa, b, rsb, csb, &mut c);
-            c
+    a: &'a [f32],
+    a_strides: (isize, isize),
+    b: &'a [f32],
+    b_strides: (isize, isize),
+}
+
+impl<'a> Product<'a> {
+    /// The same product with other operands of the same shape and strides (another batch item).
+    fn with_operands(self, a: &'a [f32], b: &'a [f32]) -> Product<'a> {
+        Product { a, b, ..self }
+    }
+
+    /// Rows `first..first + count` of the product: the same `op(b)` times those rows of `op(a)`.
+    fn rows(self, first: usize, count: usize) -> Product<'a> {
+        Product {
+            m: count,
+            a: &self.a[first * self.a_strides.0 as usize..],
+            ..self
         }
+    }
+
+    /// Columns `j0..j1` of `op(b)`.
+    fn columns_of_b(self, j0: usize, j1: usize) -> Product<'a> {
+        Product {
+            n: j1 - j0,
+            b: &self.b[j0 * self.b_strides.1 as usize..],
+            ..self
+        }
+    }
+
+    /// `k` steps `k0..k1` of the inner dimension: op(a)[:, k0..k1] · op(b)[k0..k1, :].
+    fn depth(self, k0: usize, k1: usize) -> Product<'a> {
+        Product {
+            k: k1 - k0,
+            a: &self.a[k0 * self.a_strides.1 as usize..],
+            b: &self.b[k0 * self.b_strides.0 as usize..],
+            ..self
+        }
+    }
+
+    /// Into the first `m×n` elements of the row-major `c`, on this thread.
+    fn run(&self, c: &mut [f32]) {
+        self.run_strided(c, self.n);
+    }
+
+    /// Into an `m×n` window of a row-major matrix whose rows are `ldc` apart, on this thread.
+    fn run_strided(&self, c: &mut [f32], ldc: usize) {
+        let ((rsa, csa), (rsb, csb)) = (self.a_strides, self.b_strides);
+        sgemm_strided_c(
+            self.m, self.k, self.n, self.a, rsa, csa, self.b, rsb, csb, c, ldc,
+        );
+    }
+
+    /// Into the first `m×n` elements of the row-major `c`, cut into parallel blocks as
+    /// `split` says.
+    fn run_parallel(&self, c: &mut [f32]) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let c = &mut c[..m * n];
+        match split(m, k, n) {
+            Split::Serial => self.run(c),
+            Split::Depth { parts, depth } => {
+                // Each part computes op(a)[:, ks] · op(b)[ks, :] into its own buffer; then sum.
+                let partials: Vec<Vec<f32>> = (0..parts)
+                    .into_par_iter()
+                    .map(|part| {
+                        let mut partial = vec![0.0f32; m * n];
+                        let (k0, k1) = (part * depth, ((part + 1) * depth).min(k));
+                        self.depth(k0, k1).run(&mut partial);
+                        partial
+                    })
+                    .collect();
+                c.copy_from_slice(&partials[0]);
+                for partial in &partials[1..] {
+                    c.iter_mut().zip(partial).for_each(|(sum, x)| *sum += x);
+                }
+            }
+            Split::Rows(rows) => {
+                c.par_chunks_mut(rows * n)
+                    .enumerate()
+                    .for_each(|(block, c_block)| self.row_block(rows, block, c_block));
+            }
+            Split::Columns(cols) => {
+                // Column blocks of a row-major `c` interleave in memory, so each task gets a
+                // raw pointer to its first column rather than a slice.
+                let c_start = SharedOutput(c.as_mut_ptr());
+                let c_len = c.len();
+                (0..n.div_ceil(cols)).into_par_iter().for_each(|block| {
+                    let (j0, j1) = (block * cols, ((block + 1) * cols).min(n));
+                    // SAFETY: block `block` writes only columns j0..j1 of rows 0..m of `c`,
+                    // which no other block touches; the slice below starts at column j0 of
+                    // row 0 and ends at the end of `c`, inside `c`'s allocation, which
+                    // outlives this loop.
+                    let c_block =
+                        unsafe { std::slice::from_raw_parts_mut(c_start.at(j0), c_len - j0) };
+                    self.columns_of_b(j0, j1).run_strided(c_block, n);
+                });
+            }
+        }
+    }
+
+    /// Like `run_parallel`, into a fresh `m×n` buffer. Row blocks (the tall products of the
+    /// linear layers) each zero their own part of it in parallel (see `fresh`) instead of a
+    /// serial `vec![0.0; m·n]` first.
+    fn run_fresh(&self) -> Vec<f32> {
+        let (m, n) = (self.m, self.n);
+        match split(m, self.k, n) {
+            Split::Rows(rows) if n > 0 => fill_chunks(m * n, rows * n, true, |block, c_block| {
+                self.row_block(rows, block, c_block)
+            }),
+            _ => {
+                let mut c = vec![0.0f32; m * n];
+                self.run_parallel(&mut c);
+                c
+            }
+        }
+    }
+
+    /// Row block `block` of `Split::Rows(rows)` into its piece `c_block` of the output (the
+    /// last block may be short).
+    fn row_block(&self, rows: usize, block: usize, c_block: &mut [f32]) {
+        self.rows(block * rows, c_block.len() / self.n).run(c_block);
     }
 }
 
@@ -373,7 +428,7 @@ fn par_sgemm_fresh(
 #[derive(Clone, Copy)]
 struct SharedOutput(*mut f32);
 
-// SAFETY: only used by `par_sgemm`, whose blocks write disjoint elements.
+// SAFETY: only used by `Product::run_parallel`, whose blocks write disjoint elements.
 unsafe impl Send for SharedOutput {}
 unsafe impl Sync for SharedOutput {}
 
@@ -397,10 +452,26 @@ impl LinalgKernels for CpuBackend {
         let n = if transpose_b { b_rows } else { b_cols };
         let batch: usize = a.shape()[..ra - 2].iter().product();
         let b_shared = rb == 2;
-        let (rsa, csa) = strides(a_cols, transpose_a);
-        let (rsb, csb) = strides(b_cols, transpose_b);
         let (a_data, b_data) = (a.cpu(), b.cpu());
         let (a_size, b_size) = (a_rows * a_cols, b_rows * b_cols);
+        let item = Product {
+            m,
+            k,
+            n,
+            a: a_data,
+            a_strides: strides(a_cols, transpose_a),
+            b: b_data,
+            b_strides: strides(b_cols, transpose_b),
+        };
+        // Batch item i's product (`b` shared by every item when it has rank 2).
+        let item_product = |i: usize| {
+            let b_item = if b_shared {
+                b_data
+            } else {
+                &b_data[i * b_size..(i + 1) * b_size]
+            };
+            item.with_operands(&a_data[i * a_size..(i + 1) * a_size], b_item)
+        };
 
         let threads = rayon::current_num_threads();
         let item_flops = 2 * m * n * k;
@@ -408,7 +479,11 @@ impl LinalgKernels for CpuBackend {
             Vec::new() // m, n or the batch is 0: nothing to compute (and no chunks to cut)
         } else if batch == 1 || (b_shared && !transpose_a) {
             // The rows of every item of `a` follow each other: one tall product.
-            par_sgemm_fresh(batch * m, k, n, a_data, rsa, csa, b_data, rsb, csb)
+            Product {
+                m: batch * m,
+                ..item
+            }
+            .run_fresh()
         } else if batch >= threads && batch * item_flops >= PARALLEL_MIN_FLOPS {
             // Several items per task, so that each task is worth rayon's overhead.
             let items_per_task =
@@ -419,27 +494,14 @@ impl LinalgKernels for CpuBackend {
                 true,
                 |task, c_items| {
                     for (j, c) in c_items.chunks_mut(m * n).enumerate() {
-                        let i = task * items_per_task + j;
-                        let b_item = if b_shared {
-                            b_data
-                        } else {
-                            &b_data[i * b_size..(i + 1) * b_size]
-                        };
-                        let a_item = &a_data[i * a_size..(i + 1) * a_size];
-                        sgemm(m, k, n, a_item, rsa, csa, b_item, rsb, csb, c);
+                        item_product(task * items_per_task + j).run(c);
                     }
                 },
             )
         } else {
             let mut out = vec![0.0f32; batch * m * n];
             for (i, c) in out.chunks_mut(m * n).enumerate() {
-                let b_item = if b_shared {
-                    b_data
-                } else {
-                    &b_data[i * b_size..(i + 1) * b_size]
-                };
-                let a_item = &a_data[i * a_size..(i + 1) * a_size];
-                par_sgemm(m, k, n, a_item, rsa, csa, b_item, rsb, csb, c);
+                item_product(i).run_parallel(c);
             }
             out
         };
