@@ -59,8 +59,9 @@ pub struct ModelConfig {
     pub blocks: usize,
     pub heads: usize,
     pub dropout: f32,
-    /// Width of the FFN's hidden layer (SASRec uses d).
-    pub ffn_dim: usize,
+    /// Width of the FFN's hidden layer; unset, it is `dim` (SASRec's choice), so widening
+    /// the model widens its FFN too. Read it through `ffn_width`.
+    pub ffn_dim: Option<usize>,
     /// AMSRM: weight side-information fields with feature-level attention (false = plain
     /// concatenation, the ablation).
     pub feature_attention: bool,
@@ -235,6 +236,13 @@ impl Default for DataConfig {
     }
 }
 
+impl ModelConfig {
+    /// The FFN's hidden width: `ffn_dim`, or `dim` where it is unset.
+    pub fn ffn_width(&self) -> usize {
+        self.ffn_dim.unwrap_or(self.dim)
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
@@ -242,7 +250,7 @@ impl Default for ModelConfig {
             blocks: 2,
             heads: 1,
             dropout: 0.2,
-            ffn_dim: 64,
+            ffn_dim: None,
             feature_attention: true,
             side_fusion: "concat".into(),
             side_info_in_output: true,
@@ -487,6 +495,23 @@ mod tests {
         assert_eq!(c.train.loss, "bce");
         assert_eq!(c.data.max_len, 30);
         assert_eq!(c.eval.ks, vec![1, 2]);
+    }
+
+    #[test]
+    fn the_ffn_follows_dim_unless_set() {
+        let wide = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Config::from_toml_with_overrides("", &sets)
+                .unwrap()
+                .model_options
+                .ffn_width()
+        };
+        assert_eq!(wide(&[]), 64);
+        assert_eq!(wide(&["model_options.dim=128"]), 128);
+        assert_eq!(
+            wide(&["model_options.dim=128", "model_options.ffn_dim=32"]),
+            32
+        );
     }
 
     #[test]

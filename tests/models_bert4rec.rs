@@ -19,7 +19,7 @@ use seqrec::train::{Experiment, TrainOptions, TrainReport, train};
 fn small_options(dropout: f32) -> ModelConfig {
     ModelConfig {
         dim: 16,
-        ffn_dim: 32,
+        ffn_dim: Some(32),
         heads: 2,
         blocks: 2,
         dropout,

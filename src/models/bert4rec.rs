@@ -39,10 +39,10 @@
 //! length n); the scores are the output distribution at the [MASK] position.
 //!
 //! Choices the paper leaves open or that differ: the weights are Xavier-uniform like the other
-//! models here (the paper: truncated normal, σ = 0.02); the FFN width is `ffn_dim` (the paper
-//! uses 4d); the heads are `heads` (the paper uses 2); the same `dropout` is applied to the
-//! embedding, the attention probabilities and each residual branch (the paper: 0.1); masked
-//! items are always replaced by [MASK] (no 80/10/10 rule of BERT).
+//! models here (the paper: truncated normal, σ = 0.02); the FFN width is `ffn_dim`, d unless
+//! set (the paper uses 4d); the heads are `heads` (the paper uses 2); the same `dropout` is
+//! applied to the embedding, the attention probabilities and each residual branch (the paper:
+//! 0.1); masked items are always replaced by [MASK] (no 80/10/10 rule of BERT).
 
 use super::layers::{LayerNorm, Linear};
 use super::{
@@ -82,7 +82,7 @@ impl TransformerLayer {
         config: &ModelConfig,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let (d, f) = (config.dim, config.ffn_dim);
+        let (d, f) = (config.dim, config.ffn_width());
         Ok(TransformerLayer {
             query: Linear::new(store, &format!("{name}.query"), d, d, rng)?,
             key: Linear::new(store, &format!("{name}.key"), d, d, rng)?,
@@ -278,11 +278,12 @@ impl Bert4Rec {
                 config.bert_last_item_prob
             )));
         }
-        if config.blocks == 0 || config.ffn_dim == 0 || max_len == 0 || items == 0 {
+        if config.blocks == 0 || config.ffn_width() == 0 || max_len == 0 || items == 0 {
             return Err(Error::Invalid(format!(
                 "bert4rec needs at least one block, ffn_dim, max_len and item; got blocks {}, \
                  ffn_dim {}, max_len {max_len}, items {items}",
-                config.blocks, config.ffn_dim
+                config.blocks,
+                config.ffn_width()
             )));
         }
         let mut rng = Rng::new(seed);

@@ -436,7 +436,7 @@ impl BlockStack {
                     store,
                     &format!("block{b}"),
                     d,
-                    config.ffn_dim,
+                    config.ffn_width(),
                     config.heads,
                     config.dropout,
                     side_attention,
