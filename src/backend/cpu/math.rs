@@ -80,9 +80,151 @@ pub fn sum_of(x: &[f32]) -> f32 {
     tail + lanes.iter().sum::<f32>()
 }
 
+/// max_{j < visible} (x_j + bias_j), −∞ when there is none: one row of attention scores'
+/// masked maximum in one pass (a bias of −∞ masks a padding key; the keys from `visible` on
+/// are the causal mask). `bias` is at least as long as `x`.
+pub fn max_plus(x: &[f32], bias: &[f32], visible: usize) -> f32 {
+    assert!(bias.len() >= x.len(), "max_plus: bias too short");
+    let visible = visible.min(x.len());
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // SAFETY: reads stay below `visible` ≤ x.len() ≤ bias.len().
+    unsafe {
+        avx512::max_plus(x.as_ptr(), bias.as_ptr(), visible)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    x[..visible]
+        .iter()
+        .zip(bias)
+        .fold(f32::NEG_INFINITY, |m, (&v, &b)| m.max(v + b))
+}
+
+/// x_j ← e^(x_j·scale + bias_j − shift) for j < visible and 0 from `visible` on, in place;
+/// returns the sum of the new row. One row of attention probabilities in one pass: masks,
+/// scale, the running maximum (or the log-sum-exp) subtracted, exponent and sum together.
+/// `bias` is at least as long as `x`.
+pub fn exp_affine_sum(x: &mut [f32], bias: &[f32], visible: usize, scale: f32, shift: f32) -> f32 {
+    assert!(bias.len() >= x.len(), "exp_affine_sum: bias too short");
+    let visible = visible.min(x.len());
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // SAFETY: reads stay below `visible` and writes below x.len(), both ≤ bias.len().
+    unsafe {
+        avx512::exp_affine_sum(
+            x.as_mut_ptr(),
+            x.len(),
+            bias.as_ptr(),
+            visible,
+            scale,
+            shift,
+        )
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    {
+        let (seen, unseen) = x.split_at_mut(visible);
+        unseen.fill(0.0);
+        for (v, &b) in seen.iter_mut().zip(bias) {
+            *v = fast_exp(v.mul_add(scale, b) - shift);
+        }
+        sum_of(seen)
+    }
+}
+
+/// The row loops above with explicit AVX-512: whole 16-lane vectors with masked loads and
+/// stores for the ragged end and the causal cut, and one in-register reduction per row (the
+/// compiler's version reduces lane by lane, which at 64-key rows costs as much as the row).
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::EXP_MIN;
+
+    /// The lanes of the vector starting at `base` that lie below `end`.
+    #[inline(always)]
+    fn lanes_below(end: usize, base: usize) -> __mmask16 {
+        let n = end.saturating_sub(base);
+        if n >= 16 { 0xffff } else { (1u16 << n) - 1 }
+    }
+
+    /// `fast_exp` on 16 lanes: the same range reduction and polynomial, 2ⁿ applied by
+    /// `scalef`; lanes below `EXP_MIN` give 0.
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        // SAFETY: register-only arithmetic.
+        unsafe {
+            let xc = _mm512_min_ps(
+                _mm512_max_ps(x, _mm512_set1_ps(EXP_MIN)),
+                _mm512_set1_ps(88.0),
+            );
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+            );
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
+            let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
+            let mut poly = _mm512_set1_ps(1.987_569_1e-4);
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ] {
+                poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(c));
+            }
+            let poly = _mm512_fmadd_ps(poly, _mm512_mul_ps(r, r), r);
+            let e = _mm512_scalef_ps(_mm512_add_ps(poly, _mm512_set1_ps(1.0)), n);
+            let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(EXP_MIN));
+            _mm512_maskz_mov_ps(live, e)
+        }
+    }
+
+    /// SAFETY: `x` and `bias` hold at least `visible` floats.
+    pub unsafe fn max_plus(x: *const f32, bias: *const f32, visible: usize) -> f32 {
+        // SAFETY: every load is masked to lanes below `visible`.
+        unsafe {
+            let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+            for base in (0..visible).step_by(16) {
+                let k = lanes_below(visible, base);
+                let s = _mm512_add_ps(
+                    _mm512_maskz_loadu_ps(k, x.add(base)),
+                    _mm512_maskz_loadu_ps(k, bias.add(base)),
+                );
+                m = _mm512_mask_max_ps(m, k, m, s);
+            }
+            _mm512_reduce_max_ps(m)
+        }
+    }
+
+    /// SAFETY: `x` holds `len` floats and `bias` at least `visible` ≤ `len`.
+    pub unsafe fn exp_affine_sum(
+        x: *mut f32,
+        len: usize,
+        bias: *const f32,
+        visible: usize,
+        scale: f32,
+        shift: f32,
+    ) -> f32 {
+        // SAFETY: loads are masked to lanes below `visible`, stores to lanes below `len`.
+        unsafe {
+            let (scale, shift) = (_mm512_set1_ps(scale), _mm512_set1_ps(shift));
+            let mut sum = _mm512_setzero_ps();
+            for base in (0..len).step_by(16) {
+                let seen = lanes_below(visible, base);
+                let s = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(seen, x.add(base)),
+                    scale,
+                    _mm512_maskz_loadu_ps(seen, bias.add(base)),
+                );
+                let p = _mm512_maskz_mov_ps(seen, exp(_mm512_sub_ps(s, shift)));
+                sum = _mm512_add_ps(sum, p);
+                _mm512_mask_storeu_ps(x.add(base), lanes_below(len, base), p);
+            }
+            _mm512_reduce_add_ps(sum)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fast_exp;
+    use super::{exp_affine_sum, fast_exp, max_plus};
 
     #[test]
     fn fast_exp_matches_std() {
@@ -95,5 +237,49 @@ mod tests {
         assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(fast_exp(-100.0), 0.0);
         assert_eq!(fast_exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn the_attention_row_loops_match_their_definitions() {
+        let mut rng = crate::rng::Rng::new(5);
+        // Lengths around the 16-lane vector, causal cuts inside them, some keys masked by −∞,
+        // scores from far below EXP_MIN to large.
+        for n in [0usize, 1, 15, 16, 17, 50, 64, 70] {
+            let x: Vec<f32> = (0..n).map(|_| 400.0 * rng.uniform() - 300.0).collect();
+            let bias: Vec<f32> = (0..n + 3)
+                .map(|j| if j % 5 == 3 { f32::NEG_INFINITY } else { 0.0 })
+                .collect();
+            for visible in [0, 1, n / 2, n.saturating_sub(1), n, n + 2] {
+                let seen = visible.min(n);
+                let want_max = (0..seen).fold(f32::NEG_INFINITY, |m, j| m.max(x[j] + bias[j]));
+                assert_eq!(
+                    max_plus(&x, &bias, visible),
+                    want_max,
+                    "n = {n}, visible = {visible}"
+                );
+                let (scale, shift) = (0.125, -2.0);
+                let mut y = x.clone();
+                let sum = exp_affine_sum(&mut y, &bias, visible, scale, shift);
+                let mut want_sum = 0.0f64;
+                for j in 0..n {
+                    let want = if j < seen {
+                        ((x[j] * scale + bias[j] - shift) as f64).exp()
+                    } else {
+                        0.0
+                    };
+                    want_sum += want;
+                    let tolerance = 2e-6 * want + if want < 1e-36 { 1e-37 } else { 0.0 };
+                    assert!(
+                        (y[j] as f64 - want).abs() <= tolerance,
+                        "n = {n}, visible = {visible}, j = {j}: {} vs {want}",
+                        y[j]
+                    );
+                }
+                assert!(
+                    (sum as f64 - want_sum).abs() <= 1e-5 * want_sum.max(1e-30),
+                    "n = {n}, visible = {visible}: sum {sum} vs {want_sum}"
+                );
+            }
+        }
     }
 }
