@@ -139,8 +139,9 @@ fn visible_keys(dims: &Dims, causal: bool, q0: usize, rows: usize) -> usize {
 /// Items at least this large (floats per input, 32 KiB) have the next item's inputs
 /// prefetched while they compute: at L = 200 an item's K and V no longer sit in L2 when its
 /// task starts, and the first reads of them (the Kᵀ transposes and the first products) wait
-/// on memory. Small items (L = 50) are left to the hardware prefetcher: prefetching them cost
-/// more than it saved (stop 13: L = 50 fwd+bwd 1.96 → 2.20 ms).
+/// on memory. Small items (L = 50) are left to the hardware prefetcher: prefetching them did
+/// not pay (L = 50 fwd+bwd 1.96 → 2.20 ms with a whole-item prefetch in stop 13, level within
+/// noise with this one spread over the query blocks in stop 16).
 const PREFETCH_MIN_FLOATS: usize = 8192;
 
 /// Prefetches share `step` of `steps` of every slice of `next` into L2, so that spread over
