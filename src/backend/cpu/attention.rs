@@ -144,10 +144,12 @@ fn visible_keys(dims: &Dims, causal: bool, q0: usize, rows: usize) -> usize {
 /// noise with this one spread over the query blocks in stop 16).
 const PREFETCH_MIN_FLOATS: usize = 8192;
 
-/// Prefetches share `step` of `steps` of every slice of `next` into L2, so that spread over
-/// the steps of one item's work, the whole of the next item's inputs arrives before it is
-/// needed. No-op off x86-64 (a hint only: results never depend on it).
-fn prefetch_share(next: &[&[f32]], step: usize, steps: usize) {
+/// Prefetches into L2 the share of every slice of `next` that belongs to query block `q0` of
+/// head `h`: spread over the blocks of one item's work, the whole of the next item's inputs
+/// arrives before it is needed. No-op off x86-64 (a hint only: results never depend on it).
+fn prefetch_for_block(next: &[&[f32]], dims: &Dims, h: usize, q0: usize) {
+    let blocks = dims.len.div_ceil(QUERY_BLOCK);
+    let (step, steps) = (h * blocks + q0 / QUERY_BLOCK, dims.heads * blocks);
     #[cfg(target_arch = "x86_64")]
     for slice in next {
         const LINE: usize = 16; // floats per 64-byte cache line
@@ -195,12 +197,7 @@ fn forward_item(
         let col = h * dh;
         transpose_head(k, width, col, dh, &mut scratch.keys_t);
         for q0 in (0..len).step_by(QUERY_BLOCK) {
-            let steps = heads * len.div_ceil(QUERY_BLOCK);
-            prefetch_share(
-                next_item,
-                h * len.div_ceil(QUERY_BLOCK) + q0 / QUERY_BLOCK,
-                steps,
-            );
+            prefetch_for_block(next_item, dims, h, q0);
             let rows = QUERY_BLOCK.min(len - q0);
             let acc = &mut scratch.acc[..rows * dh];
             acc.fill(0.0);
@@ -327,12 +324,7 @@ fn backward_item(
             *d = dot(&d_out[span.clone()], &out[span]);
         }
         for q0 in (0..len).step_by(QUERY_BLOCK) {
-            let steps = heads * len.div_ceil(QUERY_BLOCK);
-            prefetch_share(
-                next_item,
-                h * len.div_ceil(QUERY_BLOCK) + q0 / QUERY_BLOCK,
-                steps,
-            );
+            prefetch_for_block(next_item, dims, h, q0);
             let rows = QUERY_BLOCK.min(len - q0);
             let row_lse = &lse[h * len + q0..h * len + q0 + rows];
             if row_lse.iter().all(|l| !l.is_finite()) {
